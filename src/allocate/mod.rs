@@ -1,0 +1,190 @@
+//! Allocation under budgets, per-user caps and privacy floors (DESIGN.md section 6).
+//!
+//! Given candidates (user, campaign, value, cost), choose x(u,c) ∈ {0,1} to maximise
+//! Σ value·x subject to: each campaign's spend ≤ its budget; each user in at most
+//! `max_ads_per_user` ad campaigns and `max_promotions_per_user` promotions; and a
+//! campaign whose audience would be below max(min_audience, privacy floor) is
+//! withheld entirely, its budget released.
+//!
+//! Pure: no DataFusion, no object_store. Two solvers share the feasibility
+//! machinery in [`instance`]: the Lagrangian solver ([`lagrangian`], the default,
+//! which also certifies its result with a dual upper bound) and a greedy baseline
+//! ([`greedy`]). Both are deterministic: ties are broken by a stable hash of
+//! (user_id, campaign_id, seed).
+
+pub mod bench;
+mod greedy;
+mod instance;
+mod lagrangian;
+
+use std::fmt;
+
+use crate::contract::Channel;
+
+/// A campaign as allocation sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignSpec {
+    pub id: String,
+    pub channel: Channel,
+    /// Today's budget in currency units.
+    pub budget: f64,
+    /// The campaign's own minimum audience (the global privacy floor also applies).
+    pub min_audience: u64,
+}
+
+/// Candidate pairs, column by column. Costs may differ per user within a campaign.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidates {
+    pub user: Vec<i64>,
+    /// Index into the campaign list.
+    pub campaign: Vec<u32>,
+    /// Expected value of choosing the pair (priority × impressions × p_objective).
+    pub value: Vec<f64>,
+    /// Cost of choosing the pair (impressions × cpm / 1000).
+    pub cost: Vec<f64>,
+}
+
+impl Candidates {
+    pub fn with_capacity(n: usize) -> Self {
+        Candidates {
+            user: Vec::with_capacity(n),
+            campaign: Vec::with_capacity(n),
+            value: Vec::with_capacity(n),
+            cost: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn push(&mut self, user: i64, campaign: u32, value: f64, cost: f64) {
+        self.user.push(user);
+        self.campaign.push(campaign);
+        self.value.push(value);
+        self.cost.push(cost);
+    }
+
+    pub fn len(&self) -> usize {
+        self.user.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty()
+    }
+}
+
+/// Per-user caps and the global privacy floor.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub max_ads_per_user: u32,
+    pub max_promotions_per_user: u32,
+    pub privacy_floor: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_ads_per_user: 2, max_promotions_per_user: 2, privacy_floor: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Solver {
+    /// Prices per campaign, repair and fill; reports a dual bound and gap.
+    Lagrangian,
+    /// Take pairs by value while budgets and caps allow; no bound.
+    Greedy,
+}
+
+impl std::str::FromStr for Solver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lagrangian" => Ok(Solver::Lagrangian),
+            "greedy" => Ok(Solver::Greedy),
+            other => Err(format!("unknown solver {other:?} (expected lagrangian or greedy)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub limits: Limits,
+    pub solver: Solver,
+    /// Seed of the tie-breaking hash.
+    pub seed: u64,
+    /// Upper limit on price iterations of the Lagrangian solver.
+    pub max_iterations: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { limits: Limits::default(), solver: Solver::Lagrangian, seed: 0, max_iterations: 100 }
+    }
+}
+
+/// Why a campaign gets no audience.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Withheld {
+    /// Its audience would be smaller than max(min_audience, privacy floor).
+    BelowPrivacyFloor { audience: u64, floor: u64 },
+}
+
+impl fmt::Display for Withheld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Withheld::BelowPrivacyFloor { audience, floor } => {
+                write!(f, "audience of {audience} would be below the privacy floor of {floor}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CampaignOutcome {
+    pub audience: u64,
+    pub spend: f64,
+    pub value: f64,
+    pub withheld: Option<Withheld>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    /// Indices of the chosen candidates, ascending.
+    pub chosen: Vec<usize>,
+    /// Per campaign, in input order.
+    pub campaigns: Vec<CampaignOutcome>,
+    /// Σ value of the chosen candidates.
+    pub primal: f64,
+    /// An upper bound on the optimum (Lagrangian solver only).
+    pub dual_bound: Option<f64>,
+    /// (dual_bound − primal) / dual_bound.
+    pub gap: Option<f64>,
+    /// Price iterations run (0 for greedy).
+    pub iterations: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AllocateError {
+    #[error("candidate columns differ in length (user {user}, campaign {campaign}, value {value}, cost {cost})")]
+    LengthMismatch { user: usize, campaign: usize, value: usize, cost: usize },
+    #[error("candidate for user {user} names campaign index {index}, but there are {campaigns} campaigns")]
+    UnknownCampaign { user: i64, index: u32, campaigns: usize },
+    #[error("candidate (user {user}, campaign {campaign}) has a {what} of {number}: must be finite{}", if *.what == "cost" { " and >= 0" } else { "" })]
+    BadNumber { user: i64, campaign: String, what: &'static str, number: f64 },
+    #[error("campaign {campaign} has a budget of {budget}: must be finite and >= 0")]
+    BadBudget { campaign: String, budget: f64 },
+    #[error("user {user} is a candidate for campaign {campaign} more than once")]
+    DuplicatePair { user: i64, campaign: String },
+}
+
+/// Allocates `candidates` to `campaigns` under `options`.
+pub fn allocate(
+    campaigns: &[CampaignSpec],
+    candidates: &Candidates,
+    options: &Options,
+) -> Result<Allocation, AllocateError> {
+    let instance = instance::Instance::new(campaigns, candidates, options.limits, options.seed)?;
+    Ok(match options.solver {
+        Solver::Lagrangian => lagrangian::solve(&instance, options.max_iterations),
+        Solver::Greedy => greedy::solve(&instance),
+    })
+}

@@ -1,0 +1,19 @@
+//! audience: batch audience targeting for podcast ads and promotions.
+//!
+//! The library holds all the logic; the `audience` binary is a thin CLI over it.
+//! Dependencies point one way: `contract` (the data contract) and `storage`
+//! (object stores) are the floor; `world` (the synthetic world generator) builds
+//! on both; `allocate` (budgets, caps, floors) is pure and imports neither
+//! DataFusion nor object_store; `error` maps every layer's errors to the
+//! documented exit codes.
+
+pub mod allocate;
+pub mod contract;
+pub mod error;
+pub mod hashing;
+pub mod measure;
+pub mod progress;
+pub mod storage;
+pub mod world;
+
+pub use error::{Error, ExitCode};

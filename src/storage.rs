@@ -1,0 +1,378 @@
+//! Object storage: turns a URL or local path into an `object_store` client plus a
+//! prefix, and offers the few operations the project needs (list, read, write
+//! Parquet, create-only put, delete a prefix).
+//!
+//! Supported: local paths and `file://` URLs, `s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix` and `abfs[s]://container@account...`.
+//! Cloud clients take their configuration and credentials from the environment
+//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`, including `AWS_ENDPOINT` and `AWS_ALLOW_HTTP`
+//! for S3-compatible servers) or from workload identity; nothing here logs them.
+//!
+//! Storage contract relied on by callers: a completed `put` is visible in full to
+//! later reads and listings; `put_if_absent` fails with [`StorageError::AlreadyExists`]
+//! when the object exists (create-only put).
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::properties::WriterProperties;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The URL cannot name a store (bad scheme, missing bucket, bad path).
+    #[error("bad storage URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// A create-only put found the object already there.
+    #[error("{url} already exists")]
+    AlreadyExists { url: String },
+    #[error("{url} not found")]
+    NotFound { url: String },
+    /// Any other failure of the store: network, throttling, permissions. Retryable
+    /// as a whole run, since every write of the job is idempotent or create-only.
+    #[error("storage error at {url}: {source}")]
+    Io {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("writing Parquet to {url}: {source}")]
+    Parquet {
+        url: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+}
+
+impl StorageError {
+    fn from_store(url: String, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => StorageError::NotFound { url },
+            object_store::Error::AlreadyExists { .. } => StorageError::AlreadyExists { url },
+            source => StorageError::Io { url, source },
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A store plus a prefix in it: a world root, a table, an output directory.
+#[derive(Clone)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    /// Prefix inside the store; empty for the store's root.
+    prefix: Path,
+    /// The URL of `prefix`, for messages (never contains credentials).
+    url: String,
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Location {
+    /// Opens `url_or_path`: a local path (relative or absolute), or a URL with one
+    /// of the supported schemes. Local directories need not exist yet.
+    pub fn parse(url_or_path: &str) -> Result<Location> {
+        let bad = |reason: &str| StorageError::BadUrl {
+            url: url_or_path.to_string(),
+            reason: reason.to_string(),
+        };
+        if url_or_path.is_empty() {
+            return Err(bad("empty location"));
+        }
+        let url = match Url::parse(url_or_path) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            // Not a URL (or a Windows drive letter): a local path.
+            _ => return Self::local(std::path::Path::new(url_or_path)),
+        };
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "file" => {
+                let path = url.to_file_path().map_err(|_| bad("not a local file URL"))?;
+                return Self::local(&path);
+            }
+            "s3" | "s3a" => {
+                let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
+                Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(|e| bad(&e.to_string()))?,
+                )
+            }
+            "gs" => {
+                let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
+                Arc::new(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(|e| bad(&e.to_string()))?,
+                )
+            }
+            "az" | "azure" | "abfs" | "abfss" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| bad(&e.to_string()))?,
+            ),
+            other => return Err(bad(&format!("unsupported scheme {other:?}"))),
+        };
+        let prefix = Path::from_url_path(url.path()).map_err(|e| bad(&e.to_string()))?;
+        let mut root = url.clone();
+        root.set_path("");
+        root.set_query(None);
+        root.set_fragment(None);
+        let _ = root.set_password(None);
+        let _ = root.set_username("");
+        let url = format!("{}/{}", root.as_str().trim_end_matches('/'), prefix);
+        Ok(Location { store, prefix, url: url.trim_end_matches('/').to_string() })
+    }
+
+    fn local(path: &std::path::Path) -> Result<Location> {
+        let absolute = std::path::absolute(path).map_err(|e| StorageError::BadUrl {
+            url: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let prefix = Path::from_absolute_path(&absolute).map_err(|e| StorageError::BadUrl {
+            url: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let store = object_store::local::LocalFileSystem::new().with_automatic_cleanup(true);
+        Ok(Location {
+            store: Arc::new(store),
+            prefix,
+            url: format!("file://{}", absolute.display()).trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The location `child` below this one (`child` may contain `/`).
+    pub fn join(&self, child: &str) -> Location {
+        let mut prefix = self.prefix.clone();
+        for part in child.split('/').filter(|p| !p.is_empty()) {
+            prefix = prefix.clone().join(part);
+        }
+        Location {
+            store: self.store.clone(),
+            prefix,
+            url: format!("{}/{}", self.url, child.trim_matches('/')),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// The URL of an object path in this location's store.
+    pub fn url_of(&self, path: &Path) -> String {
+        let relative = path.as_ref().strip_prefix(self.prefix.as_ref()).unwrap_or(path.as_ref());
+        format!("{}/{}", self.url, relative.trim_start_matches('/'))
+    }
+
+    /// Every object under this prefix, sorted by path (listing order differs by store).
+    pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        let mut objects: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&self.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::from_store(self.url.clone(), e))?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+
+    /// Reads the whole object at this location.
+    pub async fn read(&self) -> Result<Bytes> {
+        let result = self
+            .store
+            .get(&self.prefix)
+            .await
+            .map_err(|e| StorageError::from_store(self.url.clone(), e))?;
+        result.bytes().await.map_err(|e| StorageError::from_store(self.url.clone(), e))
+    }
+
+    /// Writes the object at this location, replacing any previous one.
+    pub async fn write(&self, bytes: impl Into<Bytes>) -> Result<()> {
+        self.store
+            .put(&self.prefix, PutPayload::from_bytes(bytes.into()))
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::from_store(self.url.clone(), e))
+    }
+
+    /// Writes the object only if none exists (create-only put).
+    pub async fn write_if_absent(&self, bytes: impl Into<Bytes>) -> Result<()> {
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.store
+            .put_opts(&self.prefix, PutPayload::from_bytes(bytes.into()), options)
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::from_store(self.url.clone(), e))
+    }
+
+    /// Deletes every object under this prefix; returns how many.
+    pub async fn delete_all(&self) -> Result<usize> {
+        let objects = self.list().await?;
+        for object in &objects {
+            self.store
+                .delete(&object.location)
+                .await
+                .map_err(|e| StorageError::from_store(self.url_of(&object.location), e))?;
+        }
+        Ok(objects.len())
+    }
+
+    /// A streaming Parquet writer for the object at this location. Row groups are
+    /// bounded so memory stays flat however many rows are written.
+    pub fn parquet_writer(&self, schema: SchemaRef) -> Result<ParquetWriter> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let sink = BufWriter::new(self.store.clone(), self.prefix.clone());
+        let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
+            .map_err(|source| StorageError::Parquet { url: self.url.clone(), source })?;
+        Ok(ParquetWriter { writer, url: self.url.clone() })
+    }
+
+    /// A reader for the Parquet object `object` (as listed under this location).
+    pub fn parquet_reader(&self, object: &ObjectMeta) -> ParquetObject {
+        ParquetObject { store: self.store.clone(), path: object.location.clone(), size: object.size }
+    }
+}
+
+/// A Parquet file in an object store, read by byte ranges (footer first).
+pub struct ParquetObject {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn external(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+impl AsyncFileReader for ParquetObject {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move { self.store.get_range(&self.path, range).await.map_err(external) }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// Rows per Parquet row group written by this project.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// An open Parquet object; nothing is visible until [`ParquetWriter::finish`].
+pub struct ParquetWriter {
+    writer: AsyncArrowWriter<BufWriter>,
+    url: String,
+}
+
+impl ParquetWriter {
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|source| StorageError::Parquet { url: self.url.clone(), source })
+    }
+
+    /// Completes the object and returns the number of rows written.
+    pub async fn finish(self) -> Result<i64> {
+        let url = self.url;
+        let metadata =
+            self.writer.close().await.map_err(|source| StorageError::Parquet { url, source })?;
+        Ok(metadata.file_metadata().num_rows())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_and_file_urls_name_the_same_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_path = Location::parse(dir.path().to_str().unwrap()).unwrap();
+        let by_url = Location::parse(&format!("file://{}", dir.path().display())).unwrap();
+        assert_eq!(by_path.path(), by_url.path());
+        assert_eq!(by_path.join("users").url(), format!("file://{}/users", dir.path().display()));
+    }
+
+    #[test]
+    fn cloud_urls_are_parsed_without_contacting_the_store() {
+        let s3 = Location::parse("s3://bucket/world/v1").unwrap();
+        assert_eq!(s3.path().as_ref(), "world/v1");
+        assert_eq!(s3.url(), "s3://bucket/world/v1");
+        let gs = Location::parse("gs://bucket/world").unwrap();
+        assert_eq!(gs.join("users").url(), "gs://bucket/world/users");
+    }
+
+    #[test]
+    fn unknown_schemes_are_rejected_by_name() {
+        let err = Location::parse("ftp://host/x").unwrap_err().to_string();
+        assert!(err.contains("unsupported scheme \"ftp\""), "{err}");
+        let err = Location::parse("s3:///no-bucket").unwrap_err().to_string();
+        assert!(err.contains("missing bucket"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn create_only_put_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = Location::parse(dir.path().to_str().unwrap()).unwrap().join("_SUCCESS");
+        marker.write_if_absent("first").await.unwrap();
+        let err = marker.write_if_absent("second").await.unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+        assert_eq!(marker.read().await.unwrap(), Bytes::from("first"));
+    }
+}

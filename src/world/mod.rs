@@ -1,0 +1,613 @@
+//! The synthetic world (DESIGN.md section 9): users, podcasts with a Zipf
+//! popularity over 8 stream tiers, campaigns, follows and impression logs from a
+//! popularity-biased logging policy, with labels drawn from known true
+//! probabilities ([`truth`]).
+//!
+//! Determinism and scale: podcasts and campaigns are small and held in memory;
+//! a user is a pure function of (seed, index), drawn from its own random stream, so
+//! users, follows and impressions can be produced in any order, in bounded memory,
+//! for any number of users. See docs/world.md for the generative model.
+
+pub mod generate;
+pub mod truth;
+
+use chrono::NaiveDate;
+use rand::distr::weighted::WeightedIndex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Poisson, StandardNormal};
+
+use crate::contract::GENRE_COUNT;
+use crate::hashing::splitmix64;
+use truth::{Channel, Exposure, Format, LATENT_DIM, PodcastTruth, TruthParams, UserTruth};
+
+/// Bumped whenever the same seed would produce different data.
+pub const GENERATOR_VERSION: u32 = 1;
+
+/// The size and shape of a world.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorldConfig {
+    pub seed: u64,
+    pub users: u64,
+    pub podcasts: u64,
+    pub campaigns: u64,
+    /// Impression log rows, spread over `days`.
+    pub impressions: u64,
+    /// Days of impression logs, ending the day before `run_date`.
+    pub days: u32,
+    /// The day the job would run for: campaigns are flighted around it.
+    pub run_date: NaiveDate,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        WorldConfig {
+            seed: 7,
+            users: 100_000,
+            podcasts: 2_000,
+            campaigns: 200,
+            impressions: 1_000_000,
+            days: 28,
+            run_date: NaiveDate::from_ymd_opt(2026, 6, 1).expect("valid date"),
+        }
+    }
+}
+
+/// Countries with their main language and share of users.
+const COUNTRIES: [((&str, &str), f64); 10] = [
+    (("US", "en"), 0.30),
+    (("GB", "en"), 0.10),
+    (("DE", "de"), 0.09),
+    (("BR", "pt"), 0.10),
+    (("MX", "es"), 0.08),
+    (("ES", "es"), 0.05),
+    (("FR", "fr"), 0.08),
+    (("SE", "sv"), 0.05),
+    (("IN", "hi"), 0.10),
+    (("JP", "ja"), 0.05),
+];
+pub const AGE_BUCKETS: [(&str, f64); 5] =
+    [("18-24", 0.25), ("25-34", 0.30), ("35-44", 0.20), ("45-54", 0.15), ("55+", 0.10)];
+pub const PLATFORMS: [(&str, f64); 4] =
+    [("ios", 0.35), ("android", 0.45), ("desktop", 0.12), ("web", 0.08)];
+const LANGUAGES: [(&str, f64); 8] = [
+    ("en", 0.45),
+    ("es", 0.12),
+    ("de", 0.08),
+    ("pt", 0.09),
+    ("fr", 0.07),
+    ("sv", 0.05),
+    ("hi", 0.08),
+    ("ja", 0.06),
+];
+const TOPICS: [&str; 24] = [
+    "interviews", "storytelling", "daily", "investigative", "improv", "politics",
+    "football", "basketball", "startups", "investing", "fitness", "mental_health",
+    "parenting", "ai", "gaming", "ancient", "space", "climate", "film", "books",
+    "faith", "bedtime", "mystery", "relationships",
+];
+const PROMOTION_SURFACES: [&str; 4] = ["home", "search", "now_playing", "podcast_page"];
+const AD_SURFACES: [&str; 3] = ["in_stream", "home", "now_playing"];
+
+/// Streams of the most popular podcast and the Zipf exponent: with 2,000 podcasts
+/// this spans all 8 tiers, with most podcasts under 5,000 streams (the long tail).
+const ZIPF_TOP_STREAMS: f64 = 80_000_000.0;
+const ZIPF_EXPONENT: f64 = 1.6;
+/// Share of impressions that are promotions: ads are the sparser source.
+const PROMOTION_SHARE: f64 = 0.75;
+/// Campaigns the logging policy considers per impression.
+const POLICY_CANDIDATES: usize = 6;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: i64,
+    pub country: &'static str,
+    pub language: &'static str,
+    pub age_bucket: &'static str,
+    pub platform: &'static str,
+    pub is_premium: bool,
+    pub ads_opt_out: bool,
+    pub listening_hours_30d: f32,
+    pub follows_count: i32,
+    pub searches_30d: i32,
+    pub genre_affinity: [f32; GENRE_COUNT],
+    pub truth: UserTruth,
+}
+
+#[derive(Debug, Clone)]
+pub struct Podcast {
+    pub podcast_id: i64,
+    pub genre: usize,
+    pub language: &'static str,
+    pub topics: Vec<&'static str>,
+    pub streams_30d: i64,
+    pub is_original: bool,
+    pub truth: PodcastTruth,
+}
+
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub campaign_id: String,
+    pub channel: Channel,
+    /// Index into [`World::podcasts`].
+    pub podcast: usize,
+    pub objective: &'static str,
+    pub format: Format,
+    pub surface: &'static str,
+    pub status: &'static str,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub budget: Option<f64>,
+    pub total_budget: Option<f64>,
+    pub spent_to_date: Option<f64>,
+    pub cpm: f64,
+    pub impressions_per_user: i32,
+    pub priority: f64,
+    pub target_countries: Vec<&'static str>,
+    pub target_age_buckets: Vec<&'static str>,
+    pub target_platforms: Vec<&'static str>,
+    pub target_languages: Vec<&'static str>,
+    pub min_audience: i64,
+    /// True creative effect on every task's logit.
+    pub creative: f32,
+}
+
+impl Campaign {
+    /// Whether the campaign's targeting and channel rules allow showing it to `user`.
+    pub fn targets(&self, user: &User) -> bool {
+        fn allows(list: &[&str], value: &str) -> bool {
+            list.is_empty() || list.contains(&value)
+        }
+        if self.channel == Channel::Ad && (user.is_premium || user.ads_opt_out) {
+            return false;
+        }
+        allows(&self.target_countries, user.country)
+            && allows(&self.target_age_buckets, user.age_bucket)
+            && allows(&self.target_platforms, user.platform)
+            && allows(&self.target_languages, user.language)
+    }
+}
+
+/// One logged impression.
+#[derive(Debug, Clone)]
+pub struct Impression {
+    pub ts_micros: i64,
+    pub user_id: i64,
+    pub campaign: usize,
+    pub hour: u8,
+    pub streamed: bool,
+    pub clicked: bool,
+    pub liked: bool,
+    pub followed: bool,
+}
+
+/// The in-memory part of a world: everything but users, which are drawn on demand.
+pub struct World {
+    pub config: WorldConfig,
+    pub params: TruthParams,
+    pub genre_embeddings: [[f32; LATENT_DIM]; GENRE_COUNT],
+    pub podcasts: Vec<Podcast>,
+    pub campaigns: Vec<Campaign>,
+    /// Popularity-weighted podcast sampler, for follows.
+    follow_sampler: WeightedIndex<f64>,
+    /// Per channel (ad, promotion): campaign indices and their logging weights.
+    policy: [(Vec<usize>, Option<WeightedIndex<f64>>); 2],
+}
+
+/// Random stream tags, so each part of the world draws from its own stream.
+#[derive(Clone, Copy)]
+enum Stream {
+    Genres = 1,
+    Podcasts,
+    Campaigns,
+    User,
+    Follows,
+    Impressions,
+}
+
+/// A ChaCha generator for (seed, stream, index): independent, reproducible streams.
+fn rng_for(seed: u64, stream: Stream, index: u64) -> ChaCha8Rng {
+    let mut words = [0u8; 32];
+    let mut state = seed ^ (stream as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for (chunk, salt) in words.chunks_mut(8).zip([index, !index, index.rotate_left(17), 0xA5A5]) {
+        state = splitmix64(state ^ salt);
+        chunk.copy_from_slice(&state.to_le_bytes());
+    }
+    ChaCha8Rng::from_seed(words)
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f32 {
+    rng.sample::<f32, _>(StandardNormal)
+}
+
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, options: &[(T, f64)]) -> T {
+    let total: f64 = options.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random::<f64>() * total;
+    for &(value, weight) in options {
+        if x < weight {
+            return value;
+        }
+        x -= weight;
+    }
+    options[options.len() - 1].0
+}
+
+fn latent(rng: &mut ChaCha8Rng, scale: f32) -> [f32; LATENT_DIM] {
+    std::array::from_fn(|_| normal(rng) * scale)
+}
+
+/// A random subset of `options` (by value) of size 1..=max.
+fn subset<T: Copy + PartialEq>(rng: &mut ChaCha8Rng, options: &[T], max: usize) -> Vec<T> {
+    let size = rng.random_range(1..=max.min(options.len()));
+    let mut chosen = Vec::with_capacity(size);
+    while chosen.len() < size {
+        let value = options[rng.random_range(0..options.len())];
+        if !chosen.contains(&value) {
+            chosen.push(value);
+        }
+    }
+    chosen
+}
+
+impl World {
+    /// Builds the in-memory part of the world: genres, podcasts, campaigns.
+    pub fn new(config: WorldConfig) -> World {
+        let params = TruthParams::default();
+        let mut rng = rng_for(config.seed, Stream::Genres, 0);
+        let genre_embeddings = std::array::from_fn(|_| latent(&mut rng, 1.0));
+        let podcasts = make_podcasts(&config, &genre_embeddings);
+        let campaigns = make_campaigns(&config, &podcasts);
+        let follow_sampler =
+            WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).powf(0.5)))
+                .expect("podcasts exist");
+        let policy = [Channel::Ad, Channel::Promotion].map(|channel| {
+            let members: Vec<usize> =
+                (0..campaigns.len()).filter(|&c| campaigns[c].channel == channel).collect();
+            // Popularity bias: the logging policy favours popular podcasts.
+            let weights = members
+                .iter()
+                .map(|&c| (1.0 + podcasts[campaigns[c].podcast].streams_30d as f64).powf(0.35));
+            let sampler = WeightedIndex::new(weights).ok();
+            (members, sampler)
+        });
+        World { config, params, genre_embeddings, podcasts, campaigns, follow_sampler, policy }
+    }
+
+    /// User number `index` (0-based); `user_id` is `index + 1`.
+    pub fn user(&self, index: u64) -> User {
+        let mut rng = rng_for(self.config.seed, Stream::User, index);
+        let (country, main_language) = pick(&mut rng, &COUNTRIES);
+        // One user in eight listens in English whatever the country.
+        let language = if rng.random_bool(0.125) { "en" } else { main_language };
+        let age_bucket = pick(&mut rng, &AGE_BUCKETS);
+        let platform = pick(&mut rng, &PLATFORMS);
+        let is_premium = rng.random_bool(0.35);
+        let ads_opt_out = rng.random_bool(0.06);
+        let truth = UserTruth {
+            taste: latent(&mut rng, 1.0),
+            activity: normal(&mut rng),
+            ad_receptivity: normal(&mut rng) * 0.7,
+        };
+        // Observed listening shares: a noisy softmax of the user's taste per genre.
+        let logits: [f32; GENRE_COUNT] = std::array::from_fn(|g| {
+            let dot: f32 = self.genre_embeddings[g].iter().zip(&truth.taste).map(|(a, b)| a * b).sum();
+            1.2 * dot / (LATENT_DIM as f32).sqrt() + 0.5 * normal(&mut rng)
+        });
+        let max = logits.iter().copied().fold(f32::MIN, f32::max);
+        let exp = logits.map(|l| (l - max).exp());
+        let sum: f32 = exp.iter().sum();
+        let genre_affinity = exp.map(|e| e / sum);
+        let listening_hours_30d = (2.0 + 0.9 * truth.activity).exp();
+        let follows_count = poisson(&mut rng, (0.8 + 0.5 * truth.activity as f64).exp()).min(40) as i32;
+        let searches_30d = poisson(&mut rng, (1.0 + 0.4 * truth.activity as f64).exp()) as i32;
+        User {
+            user_id: index as i64 + 1,
+            country,
+            language,
+            age_bucket,
+            platform,
+            is_premium,
+            ads_opt_out,
+            listening_hours_30d,
+            follows_count,
+            searches_30d,
+            genre_affinity,
+            truth,
+        }
+    }
+
+    /// The podcasts (indices) a user follows: `follows_count` of them, drawn by
+    /// popularity and kept by affinity.
+    pub fn follows(&self, index: u64, user: &User) -> Vec<usize> {
+        let mut rng = rng_for(self.config.seed, Stream::Follows, index);
+        let wanted = (user.follows_count as usize).min(self.podcasts.len());
+        let mut scored: Vec<(f32, usize)> = Vec::with_capacity(wanted * 3);
+        for _ in 0..wanted * 3 {
+            let p = self.follow_sampler.sample(&mut rng);
+            if scored.iter().any(|&(_, q)| q == p) {
+                continue;
+            }
+            let podcast = &self.podcasts[p];
+            let dot: f32 = user.truth.taste.iter().zip(&podcast.truth.embedding).map(|(a, b)| a * b).sum();
+            scored.push((dot + normal(&mut rng), p));
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut follows: Vec<usize> = scored.into_iter().take(wanted).map(|(_, p)| p).collect();
+        follows.sort_unstable();
+        follows
+    }
+
+    /// The impressions logged on day `day` (0-based from the first log day), in
+    /// time order.
+    pub fn impressions_on(&self, day: u32) -> Vec<Impression> {
+        let days = self.config.days as u64;
+        let count = self.config.impressions / days + u64::from((day as u64) < self.config.impressions % days);
+        let mut rng = rng_for(self.config.seed, Stream::Impressions, day as u64);
+        let day_start = self.first_log_day() + chrono::Days::new(day as u64);
+        let day_micros = day_start.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros();
+        let hours: Vec<(u8, f64)> = (0..24u8)
+            .map(|h| (h, 1.0 + 0.6 * ((h as f64 - 20.0) / 24.0 * std::f64::consts::TAU).cos()))
+            .collect();
+        let mut out = Vec::with_capacity(count as usize);
+        while (out.len() as u64) < count {
+            let channel =
+                if rng.random_bool(PROMOTION_SHARE) { Channel::Promotion } else { Channel::Ad };
+            if let Some(impression) = self.log_one(&mut rng, channel, day_micros, &hours) {
+                out.push(impression);
+            }
+        }
+        out.sort_by_key(|i| (i.ts_micros, i.user_id, i.campaign));
+        out
+    }
+
+    /// One impression of `channel`, or None when the drawn user fits no candidate.
+    fn log_one(&self, rng: &mut ChaCha8Rng, channel: Channel, day_micros: i64, hours: &[(u8, f64)]) -> Option<Impression> {
+        let (members, sampler) = &self.policy[(channel == Channel::Promotion) as usize];
+        let sampler = sampler.as_ref()?;
+        let index = rng.random_range(0..self.config.users);
+        let user = self.user(index);
+        let hour = pick(rng, hours);
+        let mut best: Option<(f32, usize)> = None;
+        for _ in 0..POLICY_CANDIDATES {
+            let c = members[sampler.sample(rng)];
+            let campaign = &self.campaigns[c];
+            if !campaign.targets(&user) {
+                continue;
+            }
+            let exposure = self.exposure(&user, c, hour);
+            // The production policy sees popularity and a noisy view of affinity.
+            let score = 0.5 * exposure.podcast.log_streams + 0.5 * (self.params.affinity(&exposure) + normal(rng));
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, c));
+            }
+        }
+        let (_, c) = best?;
+        let probabilities = self.params.probabilities(&self.exposure(&user, c, hour));
+        let stream = truth::stream_task(channel);
+        let second = rng.random_range(0..3600i64);
+        Some(Impression {
+            ts_micros: day_micros + (hour as i64 * 3600 + second) * 1_000_000,
+            user_id: user.user_id,
+            campaign: c,
+            hour,
+            streamed: rng.random::<f32>() < probabilities[stream],
+            clicked: rng.random::<f32>() < probabilities[2],
+            liked: rng.random::<f32>() < probabilities[3],
+            followed: rng.random::<f32>() < probabilities[4],
+        })
+    }
+
+    /// What the truth needs to know about showing campaign `c` to `user` at `hour`.
+    pub fn exposure<'a>(&'a self, user: &'a User, c: usize, hour: u8) -> Exposure<'a> {
+        let campaign = &self.campaigns[c];
+        let podcast = &self.podcasts[campaign.podcast];
+        Exposure {
+            user: &user.truth,
+            podcast: &podcast.truth,
+            language_match: user.language == podcast.language,
+            creative: campaign.creative,
+            channel: campaign.channel,
+            format: campaign.format,
+            hour,
+        }
+    }
+
+    pub fn first_log_day(&self) -> NaiveDate {
+        self.config.run_date - chrono::Days::new(self.config.days as u64)
+    }
+}
+
+fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
+    Poisson::new(mean.max(1e-6)).map(|d| d.sample(rng) as u64).unwrap_or(0)
+}
+
+fn make_podcasts(config: &WorldConfig, genres: &[[f32; LATENT_DIM]; GENRE_COUNT]) -> Vec<Podcast> {
+    let mut rng = rng_for(config.seed, Stream::Podcasts, 0);
+    let n = config.podcasts as usize;
+    // Popularity ranks are a random permutation, so ids carry no popularity.
+    let mut ranks: Vec<usize> = (1..=n).collect();
+    for i in (1..n).rev() {
+        ranks.swap(i, rng.random_range(0..=i));
+    }
+    let genre_weights: Vec<(usize, f64)> = (0..GENRE_COUNT).map(|g| (g, 1.0 + (g % 4) as f64 * 0.5)).collect();
+    (0..n)
+        .map(|i| {
+            let genre = pick(&mut rng, &genre_weights);
+            let language = pick(&mut rng, &LANGUAGES);
+            let topics = subset(&mut rng, &TOPICS, 3);
+            let noise = (0.3 * normal(&mut rng) as f64).exp();
+            let streams_30d = (ZIPF_TOP_STREAMS / (ranks[i] as f64).powf(ZIPF_EXPONENT) * noise).round() as i64;
+            let embedding = std::array::from_fn(|d| 0.8 * genres[genre][d] + 0.6 * normal(&mut rng));
+            let truth = PodcastTruth {
+                embedding,
+                quality: 0.4 * normal(&mut rng),
+                log_streams: (1.0 + streams_30d as f32).log10(),
+            };
+            Podcast {
+                podcast_id: i as i64 + 1,
+                genre,
+                language,
+                topics,
+                streams_30d,
+                is_original: rng.random_bool(0.05),
+                truth,
+            }
+        })
+        .collect()
+}
+
+fn make_campaigns(config: &WorldConfig, podcasts: &[Podcast]) -> Vec<Campaign> {
+    let mut rng = rng_for(config.seed, Stream::Campaigns, 0);
+    let popular = WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).sqrt()))
+        .expect("podcasts exist");
+    let day = |offset: i64| config.run_date + chrono::TimeDelta::days(offset);
+    let countries: Vec<&str> = COUNTRIES.iter().map(|((country, _), _)| *country).collect();
+    (0..config.campaigns as usize)
+        .map(|i| {
+            let channel = if rng.random_bool(0.5) { Channel::Ad } else { Channel::Promotion };
+            // Half the campaigns promote any podcast, half lean to popular ones, so
+            // the less-streamed tiers have campaigns too.
+            let podcast = if rng.random_bool(0.5) {
+                rng.random_range(0..podcasts.len())
+            } else {
+                popular.sample(&mut rng)
+            };
+            let objective = pick(&mut rng, &[("stream", 0.6), ("click", 0.2), ("follow", 0.2)]);
+            let (format, surface, cpm) = match channel {
+                Channel::Ad => (
+                    pick(&mut rng, &[(Format::Audio, 0.6), (Format::Video, 0.2), (Format::Display, 0.2)]),
+                    AD_SURFACES[rng.random_range(0..AD_SURFACES.len())],
+                    rng.random_range(8.0..30.0f64),
+                ),
+                Channel::Promotion => (
+                    pick(&mut rng, &[(Format::Audio, 0.3), (Format::Video, 0.2), (Format::Display, 0.5)]),
+                    PROMOTION_SURFACES[rng.random_range(0..PROMOTION_SURFACES.len())],
+                    rng.random_range(1.0..5.0f64),
+                ),
+            };
+            let status = pick(&mut rng, &[("active", 0.8), ("paused", 0.1), ("ended", 0.1)]);
+            let (start_date, end_date) = match status {
+                "ended" => {
+                    let end = rng.random_range(1..15);
+                    (day(-end - rng.random_range(7..60)), day(-end))
+                }
+                // One active campaign in twenty has not started yet.
+                _ if rng.random_bool(0.05) => {
+                    let start = rng.random_range(1..10);
+                    (day(start), day(start + rng.random_range(7..60)))
+                }
+                _ => (day(-rng.random_range(0..60)), day(rng.random_range(0..60))),
+            };
+            let daily = (6.0 + 0.8 * normal(&mut rng) as f64).exp().round();
+            // A quarter of ads pace a total budget instead of a daily one.
+            let (budget, total_budget, spent_to_date) =
+                if channel == Channel::Ad && rng.random_bool(0.25) {
+                    let days = (end_date - start_date).num_days().max(1) as f64;
+                    let total = (daily * days).round();
+                    let elapsed = ((config.run_date - start_date).num_days().max(0) as f64 / days).min(1.0);
+                    (None, Some(total), Some((total * elapsed * rng.random_range(0.8..1.1)).round()))
+                } else {
+                    (Some(daily), None, None)
+                };
+            let language = podcasts[podcast].language;
+            Campaign {
+                campaign_id: format!("{}-{:05}", if channel == Channel::Ad { "ad" } else { "promo" }, i + 1),
+                channel,
+                podcast,
+                objective,
+                format,
+                surface,
+                status,
+                start_date,
+                end_date,
+                budget,
+                total_budget,
+                spent_to_date,
+                cpm: (cpm * 100.0).round() / 100.0,
+                impressions_per_user: rng.random_range(1..=3),
+                priority: if rng.random_bool(0.1) { 2.0 } else { 1.0 },
+                target_countries: if rng.random_bool(0.3) { subset(&mut rng, &countries, 3) } else { vec![] },
+                target_age_buckets: if rng.random_bool(0.2) {
+                    subset(&mut rng, &AGE_BUCKETS.map(|a| a.0), 3)
+                } else {
+                    vec![]
+                },
+                target_platforms: if rng.random_bool(0.15) {
+                    subset(&mut rng, &PLATFORMS.map(|p| p.0), 2)
+                } else {
+                    vec![]
+                },
+                target_languages: if rng.random_bool(0.3) { vec![language] } else { vec![] },
+                min_audience: [100, 250, 500][rng.random_range(0..3)],
+                creative: 0.3 * normal(&mut rng),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{LESS_STREAMED_BELOW, stream_tier};
+
+    fn small() -> World {
+        World::new(WorldConfig { users: 2_000, impressions: 20_000, days: 4, ..WorldConfig::default() })
+    }
+
+    #[test]
+    fn users_are_a_pure_function_of_seed_and_index() {
+        let world = small();
+        let a = world.user(123);
+        let b = world.user(123);
+        assert_eq!(a.truth, b.truth);
+        assert_eq!(a.genre_affinity, b.genre_affinity);
+        assert_ne!(world.user(124).truth, a.truth);
+        let other = World::new(WorldConfig { seed: 8, ..world.config.clone() });
+        assert_ne!(other.user(123).truth, a.truth);
+    }
+
+    #[test]
+    fn podcast_popularity_spans_all_eight_tiers_with_a_long_tail() {
+        let world = small();
+        let mut tiers = [0usize; 8];
+        for p in &world.podcasts {
+            tiers[stream_tier(p.streams_30d)] += 1;
+        }
+        assert!(tiers.iter().all(|&n| n > 0), "tiers {tiers:?}");
+        let less = world.podcasts.iter().filter(|p| p.streams_30d < LESS_STREAMED_BELOW).count();
+        assert!(less * 2 > world.podcasts.len(), "less-streamed podcasts: {less}");
+    }
+
+    #[test]
+    fn ads_are_sparser_and_never_shown_to_premium_or_opted_out_users() {
+        let world = small();
+        let impressions = world.impressions_on(0);
+        let ads: Vec<_> =
+            impressions.iter().filter(|i| world.campaigns[i.campaign].channel == Channel::Ad).collect();
+        assert!(ads.len() * 2 < impressions.len(), "{} ads of {}", ads.len(), impressions.len());
+        for impression in ads {
+            let user = world.user(impression.user_id as u64 - 1);
+            assert!(!user.is_premium && !user.ads_opt_out, "user {}", user.user_id);
+        }
+    }
+
+    #[test]
+    fn logged_stream_rate_matches_the_true_probabilities() {
+        let world = small();
+        let (mut streams, mut expected, mut n) = (0.0, 0.0, 0.0);
+        for day in 0..world.config.days {
+            for i in world.impressions_on(day) {
+                let user = world.user(i.user_id as u64 - 1);
+                let channel = world.campaigns[i.campaign].channel;
+                let p = world.params.probabilities(&world.exposure(&user, i.campaign, i.hour));
+                expected += p[truth::stream_task(channel)] as f64;
+                streams += i.streamed as u8 as f64;
+                n += 1.0;
+            }
+        }
+        // 20,000 Bernoulli draws: the two rates agree to within a few standard errors.
+        let (observed, expected) = (streams / n, expected / n);
+        let tolerance = 4.0 * (expected * (1.0 - expected) / n).sqrt();
+        assert!((observed - expected).abs() < tolerance, "observed {observed}, expected {expected}");
+    }
+}

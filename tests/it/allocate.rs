@@ -1,0 +1,214 @@
+//! Allocation: feasibility properties over many random instances, a reference
+//! check against the exact MIP optimum (CBC through good_lp), and input errors.
+
+use audience::allocate::bench::{Shape, random_instance};
+use audience::allocate::{
+    AllocateError, Allocation, CampaignSpec, Candidates, Limits, Options, Solver, allocate,
+};
+use audience::contract::Channel;
+use good_lp::{Expression, Solution, SolverModel, Variable, constraint, variable, variables};
+
+/// A varied small instance and options for case number `case`: 100–199 users,
+/// 5–20 campaigns, 2–4 candidate campaigns per user, tight and loose budgets and
+/// caps, floors from 0 to 30.
+fn case(case: u64) -> (Vec<CampaignSpec>, Candidates, Limits) {
+    let users = 100 + (case as usize * 37) % 100;
+    let campaigns = 5 + (case as usize * 7) % 16;
+    let per_user = 2 + (case as usize) % 3;
+    let shape = Shape { users, campaigns, per_user, min_audience: 5 + case % 25, seed: case };
+    let (specs, candidates) = random_instance(shape);
+    let limits = Limits {
+        max_ads_per_user: 1 + (case % 3) as u32,
+        max_promotions_per_user: 1 + (case / 3 % 3) as u32,
+        privacy_floor: [0, 3, 10][(case % 3) as usize],
+    };
+    (specs, candidates, limits)
+}
+
+fn options(solver: Solver, limits: Limits) -> Options {
+    Options { limits, solver, seed: 42, ..Options::default() }
+}
+
+/// Checks every hard constraint on the allocation from scratch.
+fn assert_feasible(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits, a: &Allocation, label: &str) {
+    let mut spend = vec![0.0; specs.len()];
+    let mut audience = vec![0u64; specs.len()];
+    let mut per_user = std::collections::HashMap::<(i64, Channel), u32>::new();
+    let mut previous = None;
+    for &i in &a.chosen {
+        assert!(i < candidates.len(), "{label}: chosen index {i} is not a candidate");
+        assert!(previous < Some(i), "{label}: chosen indices not strictly ascending");
+        previous = Some(i);
+        let c = candidates.campaign[i] as usize;
+        spend[c] += candidates.cost[i];
+        audience[c] += 1;
+        *per_user.entry((candidates.user[i], specs[c].channel)).or_default() += 1;
+    }
+    for (c, spec) in specs.iter().enumerate() {
+        assert!(spend[c] <= spec.budget * (1.0 + 1e-12) + 1e-9, "{label}: {} spends {} of {}", spec.id, spend[c], spec.budget);
+        let floor = spec.min_audience.max(limits.privacy_floor);
+        match &a.campaigns[c].withheld {
+            Some(_) => assert_eq!(audience[c], 0, "{label}: withheld {} has users", spec.id),
+            None => assert!(audience[c] >= floor, "{label}: {} has {} users, floor {floor}", spec.id, audience[c]),
+        }
+        assert_eq!(a.campaigns[c].audience, audience[c], "{label}: reported audience of {}", spec.id);
+    }
+    for ((user, channel), n) in per_user {
+        let cap = match channel {
+            Channel::Ad => limits.max_ads_per_user,
+            Channel::Promotion => limits.max_promotions_per_user,
+        };
+        assert!(n <= cap, "{label}: user {user} has {n} {channel:?} campaigns, cap {cap}");
+    }
+    let value: f64 = a.chosen.iter().map(|&i| candidates.value[i]).sum();
+    assert!((value - a.primal).abs() <= 1e-9 * value.max(1.0), "{label}: primal {} vs {value}", a.primal);
+}
+
+#[test]
+fn every_allocation_is_feasible_and_reproducible() {
+    for n in 0..300 {
+        let (specs, candidates, limits) = case(n);
+        for solver in [Solver::Lagrangian, Solver::Greedy] {
+            let label = format!("case {n} {solver:?}");
+            let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+            assert_feasible(&specs, &candidates, limits, &a, &label);
+            let again = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+            assert_eq!(a, again, "{label}: not reproducible");
+            if let Some(dual) = a.dual_bound {
+                assert!(dual >= a.primal * (1.0 - 1e-9), "{label}: dual {dual} below primal {}", a.primal);
+            }
+        }
+    }
+}
+
+#[test]
+fn result_does_not_depend_on_the_thread_count() {
+    let shape = Shape { users: 30_000, campaigns: 40, per_user: 6, min_audience: 50, seed: 5 };
+    let (specs, candidates) = random_instance(shape);
+    let opts = options(Solver::Lagrangian, Limits::default());
+    let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = single.install(|| allocate(&specs, &candidates, &opts).unwrap());
+    let many = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    let four = many.install(|| allocate(&specs, &candidates, &opts).unwrap());
+    assert_eq!(one, four);
+}
+
+/// The exact optimum by mixed-integer programming.
+fn exact_optimum(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits) -> f64 {
+    let mut vars = variables!();
+    let x: Vec<Variable> = (0..candidates.len()).map(|_| vars.add(variable().binary())).collect();
+    let open: Vec<Variable> = specs.iter().map(|_| vars.add(variable().binary())).collect();
+    let objective: Expression = x.iter().zip(&candidates.value).map(|(&x, &v)| v * x).sum();
+    let mut model = vars.maximise(objective).using(good_lp::solvers::coin_cbc::coin_cbc);
+    model.set_parameter("logLevel", "0");
+    model.set_parameter("ratioGap", "0");
+    model.set_parameter("allowableGap", "1e-9");
+    let mut by_campaign: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
+    let mut by_user = std::collections::BTreeMap::<(i64, bool), Vec<usize>>::new();
+    for i in 0..candidates.len() {
+        let c = candidates.campaign[i] as usize;
+        by_campaign[c].push(i);
+        by_user.entry((candidates.user[i], specs[c].channel == Channel::Ad)).or_default().push(i);
+        model = model.with(constraint!(x[i] <= open[c]));
+    }
+    for (c, spec) in specs.iter().enumerate() {
+        let spend: Expression = by_campaign[c].iter().map(|&i| candidates.cost[i] * x[i]).sum();
+        model = model.with(constraint!(spend <= spec.budget));
+        let floor = spec.min_audience.max(limits.privacy_floor) as f64;
+        let size: Expression = by_campaign[c].iter().map(|&i| x[i]).sum();
+        model = model.with(constraint!(size >= floor * open[c]));
+    }
+    for ((_, is_ad), members) in by_user {
+        let cap = if is_ad { limits.max_ads_per_user } else { limits.max_promotions_per_user } as f64;
+        let taken: Expression = members.iter().map(|&i| x[i]).sum();
+        model = model.with(constraint!(taken <= cap));
+    }
+    let solution = model.solve().expect("CBC solves the reference instance");
+    (0..candidates.len()).map(|i| candidates.value[i] * solution.value(x[i]).round()).sum()
+}
+
+fn summary(mut ratios: Vec<f64>) -> (f64, f64) {
+    ratios.sort_by(f64::total_cmp);
+    (ratios[0], ratios[ratios.len() / 2])
+}
+
+/// Issue 5: the Lagrangian solver reaches 99% of the exact optimum on every one
+/// of 200 reference instances, and its dual bound is never below the optimum.
+#[test]
+fn lagrangian_is_within_one_percent_of_the_exact_optimum_with_a_valid_bound() {
+    let (mut lagrangian, mut greedy) = (Vec::new(), Vec::new());
+    for n in 1000..1200 {
+        let (specs, candidates, limits) = case(n);
+        let optimum = exact_optimum(&specs, &candidates, limits);
+        let a = allocate(&specs, &candidates, &options(Solver::Lagrangian, limits)).unwrap();
+        let g = allocate(&specs, &candidates, &options(Solver::Greedy, limits)).unwrap();
+        let dual = a.dual_bound.unwrap();
+        assert!(dual >= optimum * (1.0 - 1e-7) - 1e-9, "case {n}: dual bound {dual} below the optimum {optimum}");
+        assert!(a.primal <= optimum * (1.0 + 1e-7) + 1e-9, "case {n}: primal {} above the optimum {optimum}", a.primal);
+        let ratio = |v: f64| if optimum > 0.0 { v / optimum } else { 1.0 };
+        lagrangian.push(ratio(a.primal));
+        greedy.push(ratio(g.primal));
+    }
+    let (l_worst, l_median) = summary(lagrangian);
+    let (g_worst, g_median) = summary(greedy);
+    println!("reference, 200 instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4}; greedy/optimum worst {g_worst:.4} median {g_median:.4}");
+    assert!(l_worst >= 0.99, "lagrangian worst ratio {l_worst:.4} (median {l_median:.4})");
+}
+
+#[test]
+fn a_campaign_below_its_floor_is_withheld_and_its_users_go_elsewhere() {
+    // Two promotions; user 1..=3 prefer "small", which can only reach 3 < floor 5.
+    let specs = vec![
+        CampaignSpec { id: "small".into(), channel: Channel::Promotion, budget: 100.0, min_audience: 5 },
+        CampaignSpec { id: "big".into(), channel: Channel::Promotion, budget: 100.0, min_audience: 0 },
+    ];
+    let mut candidates = Candidates::default();
+    for user in 1..=3 {
+        candidates.push(user, 0, 10.0, 1.0);
+        candidates.push(user, 1, 1.0, 1.0);
+    }
+    let limits = Limits { max_ads_per_user: 1, max_promotions_per_user: 1, privacy_floor: 2 };
+    for solver in [Solver::Lagrangian, Solver::Greedy] {
+        let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+        let withheld = a.campaigns[0].withheld.as_ref().map(|w| w.to_string());
+        assert_eq!(withheld.as_deref(), Some("audience of 3 would be below the privacy floor of 5"), "{solver:?}");
+        assert_eq!(a.campaigns[1].audience, 3, "{solver:?}: freed users go to the open campaign");
+        assert_eq!(a.primal, 3.0);
+    }
+}
+
+#[test]
+fn bad_candidates_are_rejected_by_name() {
+    let specs = vec![CampaignSpec { id: "promo-1".into(), channel: Channel::Promotion, budget: 10.0, min_audience: 0 }];
+    let run = |candidates: &Candidates, specs: &[CampaignSpec]| {
+        allocate(specs, candidates, &Options::default()).unwrap_err().to_string()
+    };
+    let mut duplicate = Candidates::default();
+    duplicate.push(7, 0, 1.0, 1.0);
+    duplicate.push(7, 0, 2.0, 1.0);
+    assert_eq!(run(&duplicate, &specs), "user 7 is a candidate for campaign promo-1 more than once");
+
+    let mut nan = Candidates::default();
+    nan.push(8, 0, f64::NAN, 1.0);
+    assert_eq!(run(&nan, &specs), "candidate (user 8, campaign promo-1) has a value of NaN: must be finite");
+
+    let mut negative = Candidates::default();
+    negative.push(9, 0, 1.0, -2.0);
+    assert_eq!(run(&negative, &specs), "candidate (user 9, campaign promo-1) has a cost of -2: must be finite and >= 0");
+
+    let mut unknown = Candidates::default();
+    unknown.push(3, 4, 1.0, 1.0);
+    assert_eq!(run(&unknown, &specs), "candidate for user 3 names campaign index 4, but there are 1 campaigns");
+
+    let broke = vec![CampaignSpec { budget: -1.0, ..specs[0].clone() }];
+    assert_eq!(run(&Candidates::default(), &broke), "campaign promo-1 has a budget of -1: must be finite and >= 0");
+
+    let mut ragged = Candidates::default();
+    ragged.push(1, 0, 1.0, 1.0);
+    ragged.cost.clear();
+    assert!(matches!(
+        allocate(&specs, &ragged, &Options::default()),
+        Err(AllocateError::LengthMismatch { cost: 0, .. })
+    ));
+}
+
