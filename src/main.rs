@@ -40,6 +40,8 @@ enum Command {
         #[arg(long)]
         data: String,
     },
+    /// Print versions and what libtorch sees (threads, CUDA).
+    Info,
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -110,6 +112,7 @@ fn main() -> ProcessExit {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -147,6 +150,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for (table, rows) in &report.rows {
                 println!("{table}\t{rows} rows\tok");
             }
+        }
+        Command::Info => {
+            println!("audience {}", env!("CARGO_PKG_VERSION"));
+            let probe = tch::Tensor::ones([2, 2], (tch::Kind::Float, tch::Device::Cpu)).matmul(&tch::Tensor::ones([2, 2], (tch::Kind::Float, tch::Device::Cpu)));
+            println!("libtorch: cpu ok (2x2 matmul sum {}), {} intra-op threads", probe.sum(tch::Kind::Float).double_value(&[]), tch::get_num_threads());
+            println!("cuda: {}", if tch::Cuda::is_available() { "available" } else { "not available (CPU only)" });
         }
         Command::Bench { bench: Bench::Allocate { candidates, campaigns, solver, seed } } => {
             if campaigns == 0 || candidates == 0 {

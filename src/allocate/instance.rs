@@ -22,8 +22,8 @@ pub(crate) struct Instance<'a> {
     pub group: Vec<u32>,
     /// max(min_audience, privacy floor) per campaign.
     pub floor: Vec<u64>,
-    campaign_key: Vec<u64>,
-    seed: u64,
+    /// Tie-break key per candidate: a hash of (user_id, campaign_id, seed).
+    ties: Vec<u64>,
 }
 
 impl<'a> Instance<'a> {
@@ -81,8 +81,12 @@ impl<'a> Instance<'a> {
         user_start.push(n);
 
         let floor = campaigns.iter().map(|s| s.min_audience.max(limits.privacy_floor)).collect();
-        let campaign_key = campaigns.iter().map(|s| hash_bytes(s.id.as_bytes())).collect();
-        Ok(Instance { campaigns, candidates, limits, by_user, user_start, group, floor, campaign_key, seed })
+        let campaign_key: Vec<u64> = campaigns.iter().map(|s| hash_bytes(s.id.as_bytes())).collect();
+        let ties = (0..n)
+            .into_par_iter()
+            .map(|i| splitmix64(splitmix64(c.user[i] as u64 ^ seed) ^ campaign_key[c.campaign[i] as usize]))
+            .collect();
+        Ok(Instance { campaigns, candidates, limits, by_user, user_start, group, floor, ties })
     }
 
     pub fn users(&self) -> usize {
@@ -107,8 +111,7 @@ impl<'a> Instance<'a> {
 
     /// Stable tie-break key of a candidate: a hash of (user_id, campaign_id, seed).
     pub fn tie(&self, i: usize) -> u64 {
-        let user = self.candidates.user[i] as u64;
-        splitmix64(splitmix64(user ^ self.seed) ^ self.campaign_key[self.campaign_of(i)])
+        self.ties[i]
     }
 
     /// Orders candidates by `score` descending, then tie key, then index.
@@ -424,28 +427,56 @@ impl Selection {
             }
             if self.chosen[i] { chosen[c].push(i) } else { unchosen[c].push(i) }
         }
+        for list in &mut unchosen {
+            list.sort_unstable_by(|&a, &b| instance.better((value(a), a), (value(b), b)));
+        }
         for c in 0..campaigns {
             let worst = &mut chosen[c];
             worst.sort_unstable_by(|&a, &b| instance.better((value(b), b), (value(a), a)));
             worst.truncate(WORST_CHOSEN);
-            let best = &mut unchosen[c];
-            best.sort_unstable_by(|&a, &b| instance.better((value(a), a), (value(b), b)));
-            for &j in best.iter() {
-                let Some(&least) = worst.first() else { break };
-                if value(j) <= value(least) {
-                    break;
-                }
-                let cap = instance.cap(instance.campaigns[c].channel);
-                if *self.used(instance, j) >= cap {
+            let cap = instance.cap(instance.campaigns[c].channel);
+            for &j in &unchosen[c] {
+                if self.chosen[j] {
                     continue;
                 }
                 let leftover = instance.campaigns[c].budget - self.spend[c];
-                // The least valuable chosen user whose cost frees enough budget.
-                let Some(position) = worst.iter().position(|&i| value(i) < value(j) && cost(j) - cost(i) <= leftover) else {
-                    continue;
+                // Add j outright, or in place of the least valuable chosen user
+                // whose cost frees enough budget.
+                let out = if cost(j) <= leftover {
+                    None
+                } else {
+                    match worst.iter().position(|&i| self.chosen[i] && cost(j) - cost(i) <= leftover) {
+                        Some(position) => Some(position),
+                        None => continue,
+                    }
                 };
-                let i = worst.remove(position);
-                self.drop(instance, i);
+                if value(j) - out.map_or(0.0, |p| value(worst[p])) <= 1e-12 {
+                    continue;
+                }
+                // What freeing j's user costs: nothing with cap room, else the
+                // cheapest way out of one of their other campaigns.
+                let (freeing, loss) = if *self.used(instance, j) < cap {
+                    (None, 0.0)
+                } else {
+                    match self.cheapest_exit(instance, j, &unchosen) {
+                        Some((exit, loss)) => (Some(exit), loss),
+                        None => continue,
+                    }
+                };
+                let gain = value(j) - loss - out.map_or(0.0, |p| value(worst[p]));
+                if gain <= 1e-12 {
+                    continue;
+                }
+                if let Some(position) = out {
+                    let i = worst.remove(position);
+                    self.drop(instance, i);
+                }
+                if let Some((d, replacement)) = freeing {
+                    self.drop(instance, d);
+                    if let Some(r) = replacement {
+                        self.take_unchecked(instance, r);
+                    }
+                }
                 self.take_unchecked(instance, j);
                 changed = true;
             }
@@ -517,6 +548,49 @@ impl Selection {
             }
         }
         changed
+    }
+
+    /// The cheapest way to free a slot of j's (capped) user in j's channel: drop
+    /// one of their other assignments d there, if its campaign stays at or above
+    /// its floor, or else replace d in its campaign by the most valuable available
+    /// user that fits its budget. Returns ((d, replacement), value lost).
+    fn cheapest_exit(&mut self, instance: &Instance, j: usize, unchosen: &[Vec<usize>]) -> Option<((usize, Option<usize>), f64)> {
+        /// Available users scanned for a replacement.
+        const REPLACEMENT_SCAN: usize = 64;
+        let value = |i: usize| instance.candidates.value[i];
+        let channel = instance.campaigns[instance.campaign_of(j)].channel;
+        let user = instance.group[j] as usize;
+        let mut best: Option<((usize, Option<usize>), f64)> = None;
+        for &d in instance.user_candidates(user) {
+            let d = d as usize;
+            let other = instance.campaign_of(d);
+            if !self.chosen[d] || d == j || instance.campaigns[other].channel != channel {
+                continue;
+            }
+            let exit = if self.count[other] > instance.floor[other] {
+                Some(((d, None), value(d)))
+            } else {
+                let room = instance.campaigns[other].budget - self.spend[other] + instance.candidates.cost[d];
+                let cap = instance.cap(channel);
+                unchosen[other]
+                    .iter()
+                    .take(REPLACEMENT_SCAN)
+                    .copied()
+                    .find(|&r| {
+                        !self.chosen[r]
+                            && instance.group[r] as usize != user
+                            && instance.candidates.cost[r] <= room
+                            && *self.used(instance, r) < cap
+                    })
+                    .map(|r| ((d, Some(r)), value(d) - value(r)))
+            };
+            if let Some(exit) = exit {
+                if best.as_ref().is_none_or(|b| exit.1 < b.1) {
+                    best = Some(exit);
+                }
+            }
+        }
+        best
     }
 
     /// Σ value of the chosen candidates, summed in index order.

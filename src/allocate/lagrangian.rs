@@ -23,13 +23,15 @@ const USERS_PER_BLOCK: usize = 8192;
 /// A budget counts as binding when spend is within this fraction of it.
 const BINDING: f64 = 1e-4;
 /// Upper limit on local-search passes after the floors are settled.
-const IMPROVEMENT_PASSES: usize = 4;
+const IMPROVEMENT_PASSES: usize = 2;
 /// Relative width at which a price bracket counts as converged.
-const PRICE_TOLERANCE: f64 = 1e-9;
+const PRICE_TOLERANCE: f64 = 1e-6;
 
 pub(crate) fn solve(instance: &Instance, max_iterations: u32) -> Allocation {
+    let started = std::time::Instant::now();
     let mut open = instance.initially_open();
     let search = search_prices(instance, &open, max_iterations);
+    tracing::debug!(iterations = search.iterations, dual = search.best_dual, seconds = started.elapsed().as_secs_f64(), "price search");
     let order = instance.order_by(|i| instance.density(i));
 
     // Build a primal from the prices with the best bound and from the last ones;
@@ -42,6 +44,7 @@ pub(crate) fn solve(instance: &Instance, max_iterations: u32) -> Allocation {
             best = Some((selection, trial_open));
         }
     }
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "primal built");
     let (selection, final_open) = best.expect("two trials");
     open = final_open;
     selection.finish(instance, open, Some(search.best_dual), search.iterations)

@@ -116,7 +116,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), solver: Solver::Lagrangian, seed: 0, max_iterations: 100 }
+        Options { limits: Limits::default(), solver: Solver::Lagrangian, seed: 0, max_iterations: 60 }
     }
 }
 

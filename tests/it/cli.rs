@@ -46,3 +46,11 @@ fn bad_storage_url_is_invalid_input_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme \"ftp\""));
 }
+
+#[test]
+fn info_runs_libtorch_from_the_binary_without_ld_library_path() {
+    let out = Command::new(env!("CARGO_BIN_EXE_audience")).arg("info").env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("libtorch: cpu ok (2x2 matmul sum 8)"), "{stdout}");
+}

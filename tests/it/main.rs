@@ -4,4 +4,5 @@ mod allocate;
 mod cli;
 mod generate;
 mod helpers;
+mod libtorch;
 mod validate;
