@@ -111,18 +111,6 @@ pub async fn validate_world(root: &Location) -> Result<Report, StorageError> {
     Ok(report)
 }
 
-/// Validates one table stored under `location`. `known_podcasts`, when not empty,
-/// is the set of podcast ids that campaigns may name.
-pub async fn validate_table(
-    table: Table,
-    location: &Location,
-    known_podcasts: &HashSet<i64>,
-) -> Result<(u64, Vec<Problem>), StorageError> {
-    let mut validator = TableValidator::new(table, known_podcasts);
-    let rows = validator.run(location).await?;
-    Ok((rows, validator.findings.into_problems(table)))
-}
-
 /// Data files of a table: every object under its prefix except hidden and
 /// marker files (`.crc`, `_SUCCESS`, `_common_metadata` ...).
 pub async fn data_files(location: &Location) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
