@@ -29,7 +29,7 @@ const PRICE_TOLERANCE: f64 = 1e-6;
 
 pub(crate) fn solve(instance: &Instance, max_iterations: u32) -> Allocation {
     let started = std::time::Instant::now();
-    let mut open = instance.initially_open();
+    let open = instance.initially_open();
     let search = search_prices(instance, &open, max_iterations);
     tracing::debug!(iterations = search.iterations, dual = search.best_dual, seconds = started.elapsed().as_secs_f64(), "price search");
     let order = instance.order_by(|i| instance.density(i));
@@ -45,8 +45,7 @@ pub(crate) fn solve(instance: &Instance, max_iterations: u32) -> Allocation {
         }
     }
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "primal built");
-    let (selection, final_open) = best.expect("two trials");
-    open = final_open;
+    let (selection, open) = best.expect("two trials");
     selection.finish(instance, open, Some(search.best_dual), search.iterations)
 }
 
