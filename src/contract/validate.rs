@@ -14,6 +14,7 @@ use std::fmt;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
+use arrow::util::display::array_value_to_string;
 use arrow::datatypes::{DataType, Date32Type, Field, Float32Type, Float64Type, Int64Type};
 use futures::TryStreamExt;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -156,18 +157,26 @@ struct TableValidator<'a> {
     int_keys: HashSet<i64>,
     string_keys: HashSet<String>,
     known_podcasts: &'a HashSet<i64>,
-    campaign_id: Regex,
+    /// Compiled `Rules::pattern`s of the table's columns.
+    patterns: std::collections::HashMap<&'static str, Regex>,
 }
 
 impl<'a> TableValidator<'a> {
     fn new(table: Table, known_podcasts: &'a HashSet<i64>) -> Self {
+        let spec = table.spec();
+        let patterns = spec
+            .columns
+            .iter()
+            .filter_map(|c| c.rules.pattern)
+            .map(|p| (p, Regex::new(p).expect("contract patterns are valid")))
+            .collect();
         TableValidator {
-            spec: table.spec(),
+            spec,
             findings: Findings::default(),
             int_keys: HashSet::new(),
             string_keys: HashSet::new(),
             known_podcasts,
-            campaign_id: Regex::new(super::CAMPAIGN_ID_PATTERN).expect("valid pattern"),
+            patterns,
         }
     }
 
@@ -257,11 +266,13 @@ impl<'a> TableValidator<'a> {
 
     fn check_batch(&mut self, batch: &RecordBatch, file_url: &str, first_row: u64) {
         let keys = RowNames::new(&self.spec, batch, file_url, first_row);
-        for column in self.spec.columns.clone() {
+        let columns = std::mem::take(&mut self.spec.columns);
+        for column in &columns {
             if let Some(array) = batch.column_by_name(column.name) {
-                self.check_column(&column, array, &keys);
+                self.check_column(column, array, &keys);
             }
         }
+        self.spec.columns = columns;
         self.check_keys(batch, &keys);
         if self.spec.table == Table::Campaigns {
             self.check_campaign_rows(batch, &keys);
@@ -300,10 +311,10 @@ impl<'a> TableValidator<'a> {
                     let bad = values.iter().map(|v| v.is_some_and(|v| !allowed.contains(&v)));
                     self.flag_rows(name, rule, keys, bad, |i| format!("value {:?}", values.value(i)));
                 }
-                if rules.pattern.is_some() {
-                    let rule = format!("does not match {}", super::CAMPAIGN_ID_PATTERN);
-                    let bad = values.iter().map(|v| v.is_some_and(|v| !self.campaign_id.is_match(v)));
-                    let bad: Vec<bool> = bad.collect();
+                if let Some(pattern) = rules.pattern {
+                    let rule = format!("does not match {pattern}");
+                    let regex = &self.patterns[pattern];
+                    let bad: Vec<bool> = values.iter().map(|v| v.is_some_and(|v| !regex.is_match(v))).collect();
                     self.flag_rows(name, rule, keys, bad.into_iter(), |i| format!("value {:?}", values.value(i)));
                 }
             }
@@ -470,7 +481,7 @@ fn cast_to(array: &ArrayRef, to: &DataType) -> ArrayRef {
 }
 
 /// Names a row in messages: by its key where the table has one, else by file and
-/// row number.
+/// row number. Keys are only formatted when a message needs one.
 struct RowNames {
     key_columns: Vec<(String, ArrayRef)>,
     file_url: String,
@@ -482,11 +493,7 @@ impl RowNames {
         let key_columns = if spec.unique_key || spec.table == Table::Follows {
             spec.key
                 .iter()
-                .filter_map(|&k| {
-                    let column = batch.column_by_name(k)?;
-                    let text = cast(column, &DataType::Utf8).ok()?;
-                    Some((k.to_string(), text))
-                })
+                .filter_map(|&k| Some((k.to_string(), batch.column_by_name(k)?.clone())))
                 .collect()
         } else {
             Vec::new()
@@ -499,7 +506,7 @@ impl RowNames {
             .key_columns
             .iter()
             .filter(|(_, values)| values.is_valid(row))
-            .map(|(name, values)| format!("{name}={}", values.as_string::<i32>().value(row)))
+            .filter_map(|(name, values)| Some(format!("{name}={}", array_value_to_string(values, row).ok()?)))
             .collect();
         if parts.len() == self.key_columns.len() && !parts.is_empty() {
             parts.join(",")
