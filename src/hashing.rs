@@ -16,6 +16,14 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     splitmix64(fnv)
 }
 
+/// A 64-bit hash of a (field, value) pair, e.g. a categorical feature: the field
+/// name keeps equal values of different fields apart.
+pub fn hash_field(field: &str, value: &[u8]) -> u64 {
+    let fnv = |h: u64, b: &u8| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+    let h = field.as_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, fnv);
+    splitmix64(value.iter().fold(fnv(h, &0xff), fnv))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

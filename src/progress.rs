@@ -19,7 +19,7 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+                ProgressStyle::with_template("{prefix:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta} {msg}")
                     .expect("valid template")
                     .progress_chars("=> "),
             );
@@ -38,6 +38,13 @@ impl Progress {
                 self.next_log = self.done + (self.total / 10).max(1);
             }
             None => {}
+        }
+    }
+
+    /// A short status shown beside the bar (e.g. the current loss).
+    pub fn message(&self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message);
         }
     }
 
