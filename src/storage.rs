@@ -51,6 +51,9 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
+    /// An object the job wrote itself (a marker, a manifest) cannot be parsed.
+    #[error("{url} is corrupt: {reason}")]
+    Corrupt { url: String, reason: String },
     #[error("writing Parquet to {url}: {source}")]
     Parquet {
         url: String,
@@ -185,6 +188,13 @@ impl Location {
         &self.url
     }
 
+    /// The URL of the store itself (scheme and bucket), as DataFusion registers it.
+    pub fn store_url(&self) -> Url {
+        let mut url = Url::parse(&self.url).expect("a Location's URL is valid");
+        url.set_path("");
+        url
+    }
+
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
@@ -238,6 +248,11 @@ impl Location {
             .await
             .map(|_| ())
             .map_err(|e| StorageError::from_store(self.url.clone(), e))
+    }
+
+    /// Deletes the object at this location.
+    pub async fn delete(&self) -> Result<()> {
+        self.store.delete(&self.prefix).await.map_err(|e| StorageError::from_store(self.url.clone(), e))
     }
 
     /// Deletes every object under this prefix; returns how many.

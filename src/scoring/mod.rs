@@ -1,0 +1,248 @@
+//! Scoring (DESIGN.md section 5): every eligible user against every active
+//! campaign, fused with candidate selection. A DataFusion plan finds the
+//! active campaigns and the follows that exclude users; the users table is
+//! scanned as partitioned streams, each consumed by its own
+//! [`scorer::PartitionScorer`] (own copy of the weights, libtorch threads set
+//! so partitions do not oversubscribe the cores); per-partition pools are
+//! merged into one candidate table.
+
+pub mod bench;
+pub mod eligibility;
+pub mod pool;
+pub mod scorer;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext, col};
+use futures::StreamExt;
+
+use crate::contract::Table;
+use crate::model::features::encode_campaigns;
+use crate::model::network::TASKS;
+use crate::model::{Model, ModelError};
+use crate::progress::Progress;
+use crate::storage::Location;
+use eligibility::{ActiveCampaign, Eligibility, active_campaigns, follows_of};
+use pool::{Candidate, Pool};
+use scorer::{PartitionScorer, Prepared, ScoreBatchError};
+
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    pub date: NaiveDate,
+    /// Pool = slack × the most users a campaign's budget can buy.
+    pub slack: f64,
+    /// DataFusion partitions (0: one per core).
+    pub partitions: usize,
+    /// Users per batch.
+    pub batch_rows: usize,
+    /// Hour of day assumed for the pair features (the evening peak).
+    pub hour: u8,
+    /// Only count eligible pairs; run no model (dry runs).
+    pub eligibility_only: bool,
+    /// Score only the first this many users (timing samples).
+    pub user_limit: Option<usize>,
+}
+
+impl ScoreOptions {
+    pub fn new(date: NaiveDate) -> ScoreOptions {
+        ScoreOptions { date, slack: 2.0, partitions: 0, batch_rows: 4096, hour: 20, eligibility_only: false, user_limit: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Batch(#[from] ScoreBatchError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Feature(#[from] crate::model::features::FeatureError),
+    #[error("scoring {url}: {source}")]
+    Query { url: String, source: DataFusionError },
+    #[error("scoring task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The candidate pools of a run.
+pub struct Scored {
+    pub campaigns: Vec<ActiveCampaign>,
+    /// Eligible users per campaign.
+    pub eligible: Vec<u64>,
+    /// Per campaign, its pool, best first.
+    pub pools: Vec<Vec<Candidate>>,
+    pub users: u64,
+    pub seconds: f64,
+}
+
+impl Scored {
+    pub fn pairs(&self) -> u64 {
+        self.eligible.iter().sum()
+    }
+
+    /// The candidate table: one row per (campaign, user) in a pool.
+    pub fn candidates(&self) -> RecordBatch {
+        let rows = self.pools.iter().map(Vec::len).sum();
+        let mut campaign_id = Vec::with_capacity(rows);
+        let mut user_id = Vec::with_capacity(rows);
+        let mut probabilities: [Vec<f32>; 5] = Default::default();
+        let (mut p_objective, mut value, mut cost) = (Vec::new(), Vec::new(), Vec::new());
+        for (campaign, pool) in self.campaigns.iter().zip(&self.pools) {
+            for candidate in pool {
+                campaign_id.push(campaign.campaign_id.as_str());
+                user_id.push(candidate.user_id);
+                for (task, column) in probabilities.iter_mut().enumerate() {
+                    column.push(candidate.probabilities[task]);
+                }
+                p_objective.push(candidate.p_objective);
+                value.push(candidate.value);
+                cost.push(campaign.cost_per_user());
+            }
+        }
+        let mut columns: Vec<Arc<dyn arrow::array::Array>> =
+            vec![Arc::new(StringArray::from(campaign_id)), Arc::new(Int64Array::from(user_id))];
+        columns.extend(probabilities.into_iter().map(|p| Arc::new(Float32Array::from(p)) as _));
+        columns.push(Arc::new(Float32Array::from(p_objective)));
+        columns.push(Arc::new(Float64Array::from(value)));
+        columns.push(Arc::new(Float64Array::from(cost)));
+        RecordBatch::try_new(candidates_schema(), columns).expect("columns match the schema")
+    }
+}
+
+/// Schema of the candidate table.
+pub fn candidates_schema() -> SchemaRef {
+    let mut fields = vec![Field::new("campaign_id", DataType::Utf8, false), Field::new("user_id", DataType::Int64, false)];
+    fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
+    fields.push(Field::new("p_objective", DataType::Float32, false));
+    fields.push(Field::new("value", DataType::Float64, false));
+    fields.push(Field::new("cost", DataType::Float64, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The columns of `users` the scorer reads.
+const USER_COLUMNS: [&str; 11] = [
+    "user_id",
+    "country",
+    "age_bucket",
+    "platform",
+    "language",
+    "is_premium",
+    "ads_opt_out",
+    "listening_hours_30d",
+    "follows_count",
+    "searches_30d",
+    "genre_affinity",
+];
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The session and what every partition shares: active campaigns and their
+/// features, the pair rules, the model's weights and the pool sizes.
+pub async fn prepare(
+    root: &Location,
+    model: &Model,
+    options: &ScoreOptions,
+) -> Result<(SessionContext, Arc<Prepared>), ScoreError> {
+    let query = |source| ScoreError::Query { url: root.url().to_string(), source };
+    let partitions = if options.partitions == 0 { cores() } else { options.partitions };
+    let tables = [Table::Users, Table::Campaigns, Table::Podcasts, Table::Follows];
+    let config = SessionConfig::new().with_target_partitions(partitions).with_batch_size(options.batch_rows);
+    let ctx = crate::tables::session(root, &tables, config).await.map_err(query)?;
+
+    let (campaigns, campaign_batches) = active_campaigns(&ctx, options.date).await.map_err(query)?;
+    let mut campaign_rows = crate::model::features::CampaignRows::default();
+    for batch in &campaign_batches {
+        let rows = encode_campaigns(&model.spec, "active campaigns ⋈ podcasts", batch)?;
+        campaign_rows.rows.extend(rows.rows);
+        campaign_rows.genre.extend(rows.genre);
+        campaign_rows.language.extend(rows.language);
+    }
+    let podcasts: Vec<i64> = campaigns.iter().map(|c| c.podcast_id).collect();
+    let follows = follows_of(&ctx, &podcasts).await.map_err(query)?;
+    let capacities = campaigns
+        .iter()
+        .map(|c| ((c.affordable_users() as f64 * options.slack).ceil()).min(usize::MAX as f64) as usize)
+        .collect();
+    let prepared = Arc::new(Prepared {
+        eligibility: Eligibility::new(&campaigns, &follows),
+        campaigns,
+        campaign_rows,
+        model_spec: model.spec.clone(),
+        architecture: model.architecture.clone(),
+        weights: model.weights()?,
+        capacities,
+        hour: options.hour,
+    });
+    tracing::info!(campaigns = prepared.campaigns.len(), follows_excluded = follows.len(), partitions, "scoring");
+    Ok((ctx, prepared))
+}
+
+/// Scores the world at `root` with `model` for `options.date`.
+pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Result<Scored, ScoreError> {
+    let started = Instant::now();
+    let query = |source| ScoreError::Query { url: root.url().to_string(), source };
+    let (ctx, prepared) = prepare(root, model, options).await?;
+    let cores = cores();
+    let partitions = ctx.state().config().target_partitions();
+    // Partitions own the cores; libtorch gets what is left per partition.
+    tch::set_num_threads((cores / partitions).max(1) as i32);
+    let total_users = count_rows(&ctx, "users").await.map_err(query)?;
+    let mut users = ctx.table("users").await.map_err(query)?.select(USER_COLUMNS.map(col).to_vec()).map_err(query)?;
+    if let Some(limit) = options.user_limit {
+        users = users.limit(0, Some(limit)).map_err(query)?;
+    }
+    let total_users = options.user_limit.map_or(total_users, |limit| total_users.min(limit as u64));
+    let streams = users.execute_stream_partitioned().await.map_err(query)?;
+    let progress = Arc::new(std::sync::Mutex::new(Progress::new("scoring users", total_users)));
+    let mut tasks = Vec::new();
+    for mut stream in streams {
+        let prepared = Arc::clone(&prepared);
+        let progress = Arc::clone(&progress);
+        let url = root.url().to_string();
+        let eligibility_only = options.eligibility_only;
+        tasks.push(tokio::spawn(async move {
+            let mut scorer = PartitionScorer::new(prepared, eligibility_only)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|source| ScoreError::Query { url: url.clone(), source })?;
+                scorer.push(&batch)?;
+                progress.lock().expect("progress lock").inc(batch.num_rows() as u64);
+            }
+            Ok::<_, ScoreError>(scorer.finish())
+        }));
+    }
+    let campaigns = prepared.campaigns.len();
+    let mut pools: Vec<Pool> = prepared.capacities.iter().map(|&c| Pool::new(c)).collect();
+    let mut eligible = vec![0u64; campaigns];
+    let mut scored_users = 0;
+    for task in tasks {
+        let result = task.await??;
+        scored_users += result.users;
+        for (c, pool) in result.pools.into_iter().enumerate() {
+            pools[c].merge(pool);
+            eligible[c] += result.eligible[c];
+        }
+    }
+    if let Ok(progress) = Arc::try_unwrap(progress) {
+        progress.into_inner().expect("progress lock").finish();
+    }
+    let prepared = Arc::try_unwrap(prepared).ok().expect("all partitions finished");
+    Ok(Scored {
+        campaigns: prepared.campaigns,
+        eligible,
+        pools: pools.into_iter().map(Pool::into_sorted).collect(),
+        users: scored_users,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn count_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> Result<u64, DataFusionError> {
+    let batches = ctx.sql(&format!("SELECT COUNT(*) FROM {table}")).await?.collect().await?;
+    let count = arrow::compute::cast(batches[0].column(0), &DataType::Int64)?;
+    Ok(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&count).value(0) as u64)
+}

@@ -1,0 +1,216 @@
+//! The fused, factorised scoring operator for one partition of users
+//! (DESIGN.md section 5). Per user batch: the user part of the first layer once
+//! per user; per campaign, its eligible users' parts plus the campaign's
+//! precomputed part plus the pair part, then the rest of the network for the
+//! one head the campaign's objective needs; the campaign's pool keeps its best
+//! users. Users that enter a pool also get the other four heads (they are few
+//! once pools are full), so the candidate table carries all five
+//! probabilities. Memory: one batch × campaigns plus the pools.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use tch::{Kind, Tensor};
+
+use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
+use super::pool::{Candidate, Pool};
+use crate::hashing::hash_bytes;
+use crate::model::features::{CampaignRows, FeatureError, UserRows, encode_users, pair_features};
+use crate::model::network::{Factorised, TASKS};
+use crate::model::{Model, ModelError};
+
+/// Everything the partitions share (plain data: each partition builds its own
+/// tensors from it, since a `tch::Tensor` is `Send` but not `Sync`).
+pub struct Prepared {
+    pub campaigns: Vec<ActiveCampaign>,
+    pub campaign_rows: CampaignRows,
+    pub eligibility: Eligibility,
+    pub model_spec: crate::model::features::FeatureSpec,
+    pub architecture: crate::model::network::Architecture,
+    pub weights: Vec<u8>,
+    /// Pool size per campaign.
+    pub capacities: Vec<usize>,
+    /// Hour of day the pair features assume.
+    pub hour: u8,
+}
+
+/// What one partition found.
+pub struct PartitionResult {
+    pub pools: Vec<Pool>,
+    pub eligible: Vec<u64>,
+    pub users: u64,
+}
+
+pub struct PartitionScorer {
+    prepared: Arc<Prepared>,
+    // Keeps the variables alive; `factorised` shares them.
+    _model: Model,
+    factorised: Factorised,
+    campaign_parts: Tensor,
+    campaign_seeds: Vec<u64>,
+    pools: Vec<Pool>,
+    eligible: Vec<u64>,
+    users: u64,
+    eligibility_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreBatchError {
+    #[error(transparent)]
+    Feature(#[from] FeatureError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl PartitionScorer {
+    /// A scorer with its own copy of the weights; with `eligibility_only` it
+    /// only counts eligible pairs.
+    pub fn new(prepared: Arc<Prepared>, eligibility_only: bool) -> Result<PartitionScorer, ModelError> {
+        let mut model = Model::new(prepared.model_spec.clone(), prepared.architecture.clone());
+        model.load_weights(&prepared.weights)?;
+        let factorised = model.network.factorised();
+        let rows = &prepared.campaign_rows.rows;
+        let cat = Tensor::from_slice(&rows.cat).view([rows.n as i64, -1]);
+        let dense = Tensor::from_slice(&rows.dense).view([rows.n as i64, -1]);
+        let campaign_parts = tch::no_grad(|| factorised.campaign_part(&cat, &dense));
+        let campaigns = prepared.campaigns.len();
+        Ok(PartitionScorer {
+            campaign_seeds: prepared.campaigns.iter().map(|c| hash_bytes(c.campaign_id.as_bytes())).collect(),
+            pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
+            eligible: vec![0; campaigns],
+            users: 0,
+            eligibility_only,
+            prepared,
+            _model: model,
+            factorised,
+            campaign_parts,
+        })
+    }
+
+    /// Scores a batch of users (the users table's columns).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), ScoreBatchError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let prepared = Arc::clone(&self.prepared);
+        let users = encode_users(&prepared.model_spec, "users", batch)?;
+        let (rows, pairs) = eligible_pairs(&prepared, batch, &users)?;
+        self.users += batch.num_rows() as u64;
+        for (count, rows) in self.eligible.iter_mut().zip(&rows) {
+            *count += rows.len() as u64;
+        }
+        if self.eligibility_only {
+            return Ok(());
+        }
+        tch::no_grad(|| {
+            let n = users.rows.n as i64;
+            let cat = Tensor::from_slice(&users.rows.cat).view([n, -1]);
+            let dense = Tensor::from_slice(&users.rows.dense).view([n, -1]);
+            let user_parts = self.factorised.user_part(&cat, &dense);
+            for (c, (rows, pairs)) in rows.iter().zip(&pairs).enumerate() {
+                if !rows.is_empty() {
+                    self.score_campaign(c, &users, &user_parts, rows, pairs);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn score_campaign(&mut self, c: usize, users: &UserRows, user_parts: &Tensor, rows: &[i64], pairs: &[f32]) {
+        let campaign = &self.prepared.campaigns[c];
+        let head = campaign.objective.head(campaign.channel);
+        let k = rows.len() as i64;
+        let index = Tensor::from_slice(rows);
+        let pair = Tensor::from_slice(pairs).view([k, -1]);
+        let first = self.factorised.combine(&user_parts.index_select(0, &index), &self.campaign_parts.get(c as i64), &pair);
+        let shared = self.factorised.shared(&first);
+        let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
+        let p = Vec::<f32>::try_from(&p).expect("float probabilities");
+        // DESIGN.md section 6: expected objective events times their value.
+        let per_event = campaign.priority * campaign.impressions_per_user as f64;
+        let value = |p: f32| per_event * p as f64;
+        let threshold = self.pools[c].threshold().unwrap_or(f64::NEG_INFINITY);
+        let survivors: Vec<i64> = (0..rows.len()).filter(|&i| value(p[i]) >= threshold).map(|i| i as i64).collect();
+        if survivors.is_empty() {
+            return;
+        }
+        let all_heads: Vec<usize> = (0..TASKS.len()).collect();
+        let chosen = shared.index_select(0, &Tensor::from_slice(&survivors));
+        let all = self.factorised.heads(&chosen, &all_heads).sigmoid().to_kind(Kind::Float).contiguous();
+        let all = Vec::<f32>::try_from(all.view([-1])).expect("float probabilities");
+        for (j, &i) in survivors.iter().enumerate() {
+            let i = i as usize;
+            let mut probabilities: [f32; 5] = all[j * 5..j * 5 + 5].try_into().expect("five heads");
+            probabilities[head] = p[i];
+            let user_id = users.user_id[rows[i] as usize];
+            self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], value(p[i]), p[i], probabilities));
+        }
+    }
+
+    pub fn finish(self) -> PartitionResult {
+        PartitionResult { pools: self.pools, eligible: self.eligible, users: self.users }
+    }
+}
+
+/// Per campaign, the rows of a user batch eligible for it, and their pair
+/// features (row-major, 4 per row).
+pub type EligiblePairs = (Vec<Vec<i64>>, Vec<Vec<f32>>);
+
+/// The eligible pairs of a batch of users (the users table's columns).
+pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows) -> Result<EligiblePairs, FeatureError> {
+    let strings = |name: &str| -> Result<Arc<dyn Array>, FeatureError> {
+        let column = batch.column_by_name(name).ok_or_else(|| FeatureError::MissingColumn {
+            table: "users".into(),
+            column: name.into(),
+        })?;
+        cast(column, &DataType::Utf8).map_err(|_| FeatureError::WrongType {
+            table: "users".into(),
+            column: name.into(),
+            actual: column.data_type().to_string(),
+            expected: "Utf8".into(),
+        })
+    };
+    let booleans = |name: &str| -> Result<Arc<dyn Array>, FeatureError> {
+        let column = batch.column_by_name(name).ok_or_else(|| FeatureError::MissingColumn {
+            table: "users".into(),
+            column: name.into(),
+        })?;
+        cast(column, &DataType::Boolean).map_err(|_| FeatureError::WrongType {
+            table: "users".into(),
+            column: name.into(),
+            actual: column.data_type().to_string(),
+            expected: "Boolean".into(),
+        })
+    };
+    let (country, age, platform, language) =
+        (strings("country")?, strings("age_bucket")?, strings("platform")?, strings("language")?);
+    let (country, age, platform, language) =
+        (country.as_string::<i32>(), age.as_string::<i32>(), platform.as_string::<i32>(), language.as_string::<i32>());
+    let (premium, opt_out) = (booleans("is_premium")?, booleans("ads_opt_out")?);
+    let (premium, opt_out) = (premium.as_boolean(), opt_out.as_boolean());
+    let campaigns = prepared.campaigns.len();
+    let mut rows: Vec<Vec<i64>> = vec![Vec::new(); campaigns];
+    let mut pairs: Vec<Vec<f32>> = vec![Vec::new(); campaigns];
+    for row in 0..batch.num_rows() {
+        let facts = UserFacts {
+            user_id: users.user_id[row],
+            country: country.value(row),
+            age_bucket: age.value(row),
+            platform: platform.value(row),
+            language: language.value(row),
+            is_premium: premium.value(row),
+            ads_opt_out: opt_out.value(row),
+        };
+        for c in prepared.eligibility.campaigns_for(&facts).iter() {
+            let genre = prepared.campaign_rows.genre[c];
+            let same_language = users.language[row] == prepared.campaign_rows.language[c];
+            rows[c].push(row as i64);
+            pairs[c].extend(pair_features(users.affinity(row, genre), same_language, prepared.hour));
+        }
+    }
+    Ok((rows, pairs))
+}

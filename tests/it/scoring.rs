@@ -1,0 +1,186 @@
+//! Scoring: eligibility rules, exactness of the factorised path, and the
+//! candidate pools checked against the generator's own rules.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Date32Array, Float64Array, StringArray};
+use audience::contract::Table;
+use audience::model::Model;
+use audience::model::dataset::Dataset;
+use audience::model::features::FeatureSpec;
+use audience::model::network::{Architecture, Inputs};
+use audience::model::train::{TrainOptions, train};
+use audience::scoring::eligibility::active_campaigns;
+use audience::scoring::{ScoreOptions, Scored, score};
+use audience::world::World;
+use chrono::NaiveDate;
+use datafusion::prelude::SessionConfig;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+use crate::helpers::*;
+use crate::model::{learnable_world, quick_options};
+
+fn random_model(seed: i64) -> Model {
+    tch::manual_seed(seed);
+    Model::new(FeatureSpec::default(), Architecture::default())
+}
+
+fn run_date() -> NaiveDate {
+    small_config(7).run_date
+}
+
+#[tokio::test]
+async fn the_factorised_path_equals_the_plain_forward_pass() {
+    let (_dir, root) = learnable_world().await;
+    let data = Dataset::load(&location(&root), &FeatureSpec::default()).await.unwrap();
+    let split = data.split(2, 2).unwrap();
+    // One epoch, so batch norm holds real statistics and normalisation is fitted.
+    let options = TrainOptions { max_epochs: 1, ..quick_options(3) };
+    let (model, _) = train(&data, &split, &options, None).unwrap();
+
+    // Users, campaigns and pair features from unrelated impressions.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let n = 2_000;
+    let pick = |rng: &mut ChaCha8Rng| Tensor::from_slice(&(0..n).map(|_| rng.random_range(0..data.len() as i64)).collect::<Vec<_>>());
+    let (users, campaigns, pairs) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
+    let inputs = Inputs {
+        user_cat: data.inputs.user_cat.index_select(0, &users),
+        user_dense: data.inputs.user_dense.index_select(0, &users),
+        campaign_cat: data.inputs.campaign_cat.index_select(0, &campaigns),
+        campaign_dense: data.inputs.campaign_dense.index_select(0, &campaigns),
+        pair: data.inputs.pair.index_select(0, &pairs),
+    };
+    let plain = model.network.predict(&inputs);
+
+    let factorised = model.network.factorised();
+    let fused = tch::no_grad(|| {
+        let user_parts = factorised.user_part(&inputs.user_cat, &inputs.user_dense);
+        let campaign_parts = factorised.campaign_part(&inputs.campaign_cat, &inputs.campaign_dense);
+        let first = factorised.combine(&user_parts, &campaign_parts, &inputs.pair);
+        factorised.heads(&factorised.shared(&first), &[0, 1, 2, 3, 4]).sigmoid()
+    });
+    let worst = (plain - fused).abs().max().double_value(&[]);
+    assert!(worst < 1e-5, "largest difference {worst}");
+}
+
+/// The generator's own view of who may see which active campaign.
+fn oracle(date: NaiveDate) -> (Vec<String>, HashMap<String, HashSet<i64>>) {
+    let config = small_config(7);
+    let world = World::new(config.clone());
+    let today = date;
+    let active: Vec<_> = world
+        .campaigns
+        .iter()
+        .filter(|c| c.status == "active" && c.start_date <= today && c.end_date >= today)
+        .filter(|c| {
+            let budget = c.budget.unwrap_or_else(|| {
+                let days_left = (c.end_date - today).num_days() as f64 + 1.0;
+                (c.total_budget.unwrap() - c.spent_to_date.unwrap_or(0.0)) / days_left
+            });
+            budget > 0.0
+        })
+        .collect();
+    let mut eligible: HashMap<String, HashSet<i64>> = HashMap::new();
+    for index in 0..config.users {
+        let user = world.user(index);
+        let follows = world.follows(index, &user);
+        for campaign in &active {
+            if campaign.targets(&user) && !follows.contains(&campaign.podcast) {
+                eligible.entry(campaign.campaign_id.clone()).or_default().insert(user.user_id);
+            }
+        }
+    }
+    let mut ids: Vec<String> = active.iter().map(|c| c.campaign_id.clone()).collect();
+    ids.sort();
+    (ids, eligible)
+}
+
+fn pools_by_campaign(scored: &Scored) -> Vec<(String, Vec<(i64, f64)>)> {
+    scored
+        .campaigns
+        .iter()
+        .zip(&scored.pools)
+        .map(|(c, pool)| (c.campaign_id.clone(), pool.iter().map(|p| (p.user_id, p.value)).collect()))
+        .collect()
+}
+
+#[tokio::test]
+async fn eligibility_and_pools_follow_the_worlds_own_rules() {
+    let (_dir, root) = small_world().await;
+    let model = random_model(1);
+    let options = ScoreOptions { partitions: 2, batch_rows: 128, ..ScoreOptions::new(run_date()) };
+    let scored = score(&location(&root), &model, &options).await.unwrap();
+    let (ids, eligible) = oracle(run_date());
+    let scored_ids: Vec<String> = scored.campaigns.iter().map(|c| c.campaign_id.clone()).collect();
+    assert_eq!(scored_ids, ids, "active campaigns");
+    assert_eq!(scored.users, 600);
+    for ((campaign, pool), count) in scored.campaigns.iter().zip(&scored.pools).zip(&scored.eligible) {
+        let allowed = eligible.get(&campaign.campaign_id).cloned().unwrap_or_default();
+        assert_eq!(*count as usize, allowed.len(), "eligible users of {}", campaign.campaign_id);
+        let capacity = (campaign.affordable_users() as f64 * 2.0).ceil() as usize;
+        assert_eq!(pool.len(), capacity.min(allowed.len()), "pool of {}", campaign.campaign_id);
+        assert!(pool.iter().all(|c| allowed.contains(&c.user_id)), "{} holds an ineligible user", campaign.campaign_id);
+        assert!(pool.windows(2).all(|w| w[0].value >= w[1].value), "best first");
+        assert!(pool.iter().all(|c| c.probabilities.iter().all(|p| (0.0..=1.0).contains(p))));
+    }
+    let table = scored.candidates();
+    assert_eq!(table.num_rows(), scored.pools.iter().map(Vec::len).sum::<usize>());
+    assert_eq!(table.num_columns(), 10);
+}
+
+#[tokio::test]
+async fn partitions_and_batch_sizes_do_not_change_the_pools() {
+    let (_dir, root) = small_world().await;
+    let model = random_model(2);
+    let one = ScoreOptions { partitions: 1, batch_rows: 4096, ..ScoreOptions::new(run_date()) };
+    let many = ScoreOptions { partitions: 3, batch_rows: 50, ..ScoreOptions::new(run_date()) };
+    let a = pools_by_campaign(&score(&location(&root), &model, &one).await.unwrap());
+    let b = pools_by_campaign(&score(&location(&root), &model, &many).await.unwrap());
+    assert_eq!(a.len(), b.len());
+    for ((id, x), (_, y)) in a.iter().zip(&b) {
+        let users = |p: &Vec<(i64, f64)>| p.iter().map(|(u, _)| *u).collect::<Vec<_>>();
+        assert_eq!(users(x), users(y), "pool of {id}");
+        for ((_, vx), (_, vy)) in x.iter().zip(y) {
+            assert!((vx - vy).abs() < 1e-6, "{id}: {vx} vs {vy}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn campaign_rules_flight_dates_status_and_budget() {
+    let (_dir, root) = small_world().await;
+    let date = run_date();
+    let day = (date - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
+    let campaigns = read_table(&root, Table::Campaigns);
+    let n = campaigns.num_rows();
+    let ids: Vec<String> = campaigns.column_by_name("campaign_id").unwrap().as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect();
+    // Every campaign active all around the run date with a budget, then one
+    // exception per rule: paused, ended, not started, no budget, paced budget.
+    let mut status = vec!["active"; n];
+    status[0] = "paused";
+    edit_column(&root, Table::Campaigns, "status", |_| Arc::new(StringArray::from(status.clone())) as ArrayRef);
+    let dates = |f: &dyn Fn(usize) -> i32| Arc::new(Date32Array::from((0..n).map(f).collect::<Vec<_>>())) as ArrayRef;
+    edit_column(&root, Table::Campaigns, "start_date", |_| dates(&|row| if row == 1 { day + 1 } else { day - 3 }));
+    edit_column(&root, Table::Campaigns, "end_date", |_| dates(&|row| if row == 2 { day - 1 } else if row == 4 { day + 3 } else { day + 9 }));
+    let budgets: Vec<Option<f64>> = (0..n).map(|row| match row { 3 => Some(0.0), 4 => None, _ => Some(100.0) }).collect();
+    edit_column(&root, Table::Campaigns, "budget", |_| Arc::new(Float64Array::from(budgets.clone())) as ArrayRef);
+    let totals: Vec<Option<f64>> = (0..n).map(|row| (row == 4).then_some(1_000.0)).collect();
+    let spent: Vec<Option<f64>> = (0..n).map(|row| (row == 4).then_some(200.0)).collect();
+    edit_column(&root, Table::Campaigns, "total_budget", |_| Arc::new(Float64Array::from(totals.clone())) as ArrayRef);
+    edit_column(&root, Table::Campaigns, "spent_to_date", |_| Arc::new(Float64Array::from(spent.clone())) as ArrayRef);
+
+    let ctx = audience::tables::session(&location(&root), &[Table::Campaigns, Table::Podcasts], SessionConfig::new()).await.unwrap();
+    let (active, _) = active_campaigns(&ctx, date).await.unwrap();
+    let active_ids: HashSet<&str> = active.iter().map(|c| c.campaign_id.as_str()).collect();
+    assert!(!active_ids.contains(ids[0].as_str()), "paused campaign");
+    assert!(!active_ids.contains(ids[1].as_str()), "not started yet");
+    assert!(!active_ids.contains(ids[2].as_str()), "ended yesterday");
+    assert!(!active_ids.contains(ids[3].as_str()), "no budget today");
+    assert_eq!(active.len(), n - 4);
+    let paced = active.iter().find(|c| c.campaign_id == ids[4]).expect("paced campaign is active");
+    // 800 left over today and the 3 days after it.
+    assert!((paced.budget - 200.0).abs() < 1e-9, "paced budget {}", paced.budget);
+}
