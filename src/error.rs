@@ -3,6 +3,10 @@
 //! conflict needs a person (or `--overwrite`).
 
 use crate::contract::validate::InvalidInput;
+use crate::job::run::JobError;
+use crate::model::ModelError;
+use crate::scoring::ScoreError;
+use crate::model::dataset::DatasetError;
 use crate::storage::StorageError;
 use crate::world::generate::GenerateError;
 
@@ -30,6 +34,10 @@ pub enum Error {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Job(#[from] JobError),
     /// Bad arguments or configuration detected by the caller.
     #[error("{0}")]
     Usage(String),
@@ -43,7 +51,49 @@ impl Error {
             Error::Generate(GenerateError::InvalidConfig(_)) => ExitCode::Invalid,
             Error::Generate(GenerateError::NotEmpty { .. }) => ExitCode::Conflict,
             Error::Generate(GenerateError::Storage(e)) => storage_exit_code(e),
+            Error::Model(e) => model_exit_code(e),
+            Error::Job(e) => job_exit_code(e),
         }
+    }
+}
+
+fn job_exit_code(error: &JobError) -> ExitCode {
+    match error {
+        JobError::Config(_) | JobError::InvalidInput(_) | JobError::UnsafeCampaignId(_) => ExitCode::Invalid,
+        JobError::Storage(e) => storage_exit_code(e),
+        JobError::Model(e) => model_exit_code(e),
+        JobError::Score(e) => score_exit_code(e),
+        JobError::Allocate(_) => ExitCode::Internal,
+        JobError::Conflict { .. } => ExitCode::Conflict,
+        JobError::Failpoint(_) => ExitCode::Transient,
+    }
+}
+
+fn score_exit_code(error: &ScoreError) -> ExitCode {
+    match error {
+        ScoreError::Feature(_) => ExitCode::Invalid,
+        ScoreError::Model(e) => model_exit_code(e),
+        ScoreError::Batch(crate::scoring::scorer::ScoreBatchError::Feature(_)) => ExitCode::Invalid,
+        ScoreError::Batch(_) | ScoreError::Task(_) => ExitCode::Internal,
+        ScoreError::Query { source, .. } => datafusion_exit_code(source),
+    }
+}
+
+fn datafusion_exit_code(error: &datafusion::error::DataFusionError) -> ExitCode {
+    use datafusion::error::DataFusionError as D;
+    match error.find_root() {
+        D::Plan(_) | D::SchemaError(..) | D::ArrowError(..) => ExitCode::Invalid,
+        _ => ExitCode::Transient,
+    }
+}
+
+fn model_exit_code(error: &ModelError) -> ExitCode {
+    match error {
+        ModelError::Feature(_) | ModelError::Invalid(_) => ExitCode::Invalid,
+        ModelError::Storage(e) | ModelError::Dataset(DatasetError::Storage(e)) => storage_exit_code(e),
+        ModelError::Dataset(DatasetError::Feature(_) | DatasetError::Empty(_)) => ExitCode::Invalid,
+        ModelError::Dataset(DatasetError::Query { source, .. }) => datafusion_exit_code(source),
+        ModelError::Torch(_) | ModelError::Io(_) => ExitCode::Internal,
     }
 }
 
@@ -56,6 +106,8 @@ fn storage_exit_code(error: &StorageError) -> ExitCode {
             source: object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
             ..
         } => ExitCode::Invalid,
+        // Our own marker or manifest unreadable: an unexpected state for a person.
+        StorageError::Corrupt { .. } => ExitCode::Internal,
         StorageError::Io { .. } | StorageError::Parquet { .. } => ExitCode::Transient,
     }
 }

@@ -11,9 +11,13 @@ pub mod allocate;
 pub mod contract;
 pub mod error;
 pub mod hashing;
+pub mod job;
 pub mod measure;
+pub mod model;
 pub mod progress;
+pub mod scoring;
 pub mod storage;
+pub mod tables;
 pub mod world;
 
 pub use error::{Error, ExitCode};

@@ -8,6 +8,15 @@ use anyhow::Context;
 use audience::allocate::Solver;
 use audience::contract::validate::validate_world;
 use audience::storage::Location;
+use std::path::PathBuf;
+
+use audience::job;
+use audience::job::config::JobConfig;
+use audience::job::run::{JobError, RunFlags};
+use audience::model::network::TASKS;
+use audience::model::train::{Recipe, TrainOptions};
+use audience::model::workflow::{evaluate_saved, load_split, train_and_save};
+use audience::model::{artifact, experiment};
 use audience::world::WorldConfig;
 use audience::world::generate::generate;
 use audience::{Error, ExitCode};
@@ -35,10 +44,92 @@ enum Command {
         overwrite: bool,
     },
     /// Check a world's tables against the data contract; lists every problem.
+    /// With --config, checks the job config, its inputs and its model instead.
     Validate {
         /// Root of the world (one prefix per table, as `generate` writes it).
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        data: Option<String>,
+        /// A job config: validates it, its input tables and its model artifact.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The nightly job: validate, score, allocate, write audiences, commit.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// The run date (YYYY-MM-DD); default today (UTC).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Replace a committed run of this date that differs.
+        #[arg(long)]
+        overwrite: bool,
+        /// Validate, count eligible pairs, estimate scoring time; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One committed run per date in a range; skips dates already committed.
+    Backfill {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        from: NaiveDate,
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Train the multi-task model on a world's impression logs; writes a model artifact.
+    Train {
+        /// Root of the world (tables as `generate` writes them).
         #[arg(long)]
         data: String,
+        /// Where to write the model artifact directory.
+        #[arg(long)]
+        out: String,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+    /// AP and ROC-AUC per task, channel and stream tier on the test days.
+    Evaluate {
+        #[arg(long)]
+        data: String,
+        /// The model artifact directory.
+        #[arg(long)]
+        model: String,
+        /// Also write the metrics as JSON to this local file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Fine-tune a trained model's head on (a few) labels of one channel.
+    Finetune {
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        out: String,
+        /// The head to train: promo_stream, ad_stream, click, like or follow.
+        #[arg(long, default_value = "ad_stream")]
+        task: String,
+        /// Impressions to learn from: ad, promotion or both.
+        #[arg(long, default_value = "ad")]
+        source: String,
+        /// Train on at most this many labelled impressions.
+        #[arg(long)]
+        labels: Option<usize>,
+        /// Encoder learning rate relative to the head's; 0 freezes it.
+        #[arg(long, default_value_t = 0.1)]
+        encoder_lr_scale: f64,
+        /// Re-initialise the head first (a new objective) instead of refining it.
+        #[arg(long)]
+        new_head: bool,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+    /// Experiments that print the paper's tables.
+    Experiment {
+        #[command(subcommand)]
+        experiment: Experiment,
     },
     /// Print versions and what libtorch sees (threads, CUDA).
     Info,
@@ -47,14 +138,76 @@ enum Command {
         #[command(subcommand)]
         bench: Bench,
     },
-    /// The end-to-end demo on local storage: today, generate a world and validate it.
+    /// The end-to-end demo on local storage: generate a world, train a model,
+    /// run the job for the world's run date, print the audiences' summary.
     Demo {
-        /// Local directory for the demo world (replaced if present).
+        /// Local directory for the demo (world, model, audiences; replaced if present).
         #[arg(long, default_value = "demo")]
         out: String,
         #[command(flatten)]
         world: WorldArgs,
+        /// Most training epochs of the demo's model.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum Experiment {
+    /// The paper's ablation: AP relative to the promotions-only baseline.
+    Ablation {
+        #[arg(long)]
+        data: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+    /// Cold start: fine-tune the promotions model on few ad labels vs from scratch.
+    ColdStart {
+        #[arg(long)]
+        data: String,
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        labels: Vec<usize>,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+}
+
+#[derive(Args)]
+struct TrainingArgs {
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    /// Most epochs (early stopping usually ends sooner).
+    #[arg(long, default_value_t = TrainOptions::default().max_epochs)]
+    epochs: usize,
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
+    learning_rate: f64,
+    /// Newest days held out for evaluation.
+    #[arg(long, default_value_t = TrainOptions::default().test_days)]
+    test_days: u32,
+    /// Days before the test days used for early stopping.
+    #[arg(long, default_value_t = TrainOptions::default().validation_days)]
+    validation_days: u32,
+}
+
+impl TrainingArgs {
+    fn options(&self) -> Result<TrainOptions, Error> {
+        if self.epochs == 0 || self.batch_size < 2 || !(self.learning_rate > 0.0) {
+            return Err(Error::Usage("--epochs must be ≥ 1, --batch-size ≥ 2 and --learning-rate > 0".into()));
+        }
+        Ok(TrainOptions {
+            seed: self.seed,
+            max_epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            test_days: self.test_days,
+            validation_days: self.validation_days,
+            ..TrainOptions::default()
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,6 +223,19 @@ enum Bench {
         solver: Vec<Solver>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Scoring: naive per-pair forward vs the factorised fused operator, GEMM share.
+    Score {
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
+        #[arg(long, default_value_t = 200)]
+        campaigns: u64,
+        /// Users in the naive path's sample.
+        #[arg(long, default_value_t = 5_000)]
+        naive_users: usize,
+        /// Score this world instead of generating one.
+        #[arg(long)]
+        data: Option<String>,
     },
 }
 
@@ -143,12 +309,111 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!(rows = ?manifest.rows, "world written");
             println!("{out}");
         }
-        Command::Validate { data } => {
-            let root = Location::parse(&data).map_err(Error::from)?;
+        Command::Validate { data: None, config: Some(path) } => {
+            let config = JobConfig::load(&path).map_err(JobError::from).map_err(Error::from)?;
+            let root = Location::parse(&config.inputs.root).map_err(Error::from)?;
+            let report = validate_world(&root).await.map_err(Error::from)?.into_result().map_err(Error::from)?;
+            let (_, model) = artifact::load(&Location::parse(&config.model.uri).map_err(Error::from)?).await.map_err(Error::from)?;
+            println!("config {}	ok", path.display());
+            for (table, rows) in &report.rows {
+                println!("{table}	{rows} rows	ok");
+            }
+            println!("model	{}	ok", model.model_version);
+        }
+        Command::Validate { data, config: _ } => {
+            let root = Location::parse(&data.expect("clap requires --data or --config")).map_err(Error::from)?;
             let report = validate_world(&root).await.map_err(Error::from)?;
             let report = report.into_result().map_err(Error::from)?;
             for (table, rows) in &report.rows {
                 println!("{table}\t{rows} rows\tok");
+            }
+        }
+        Command::Train { data, out, training } => {
+            let (data, out) = (Location::parse(&data).map_err(Error::from)?, Location::parse(&out).map_err(Error::from)?);
+            let manifest = train_and_save(&data, &out, &training.options()?, None).await.map_err(Error::from)?;
+            let report = &manifest.training.report;
+            eprintln!(
+                "trained {} in {:.1}s ({:.0} examples/s), best epoch {}/{}, validation stream AP {:.4}",
+                manifest.model_version,
+                report.seconds,
+                report.examples_per_second,
+                report.best_epoch,
+                report.epochs.len(),
+                report.validation_stream_ap
+            );
+            println!("{out}");
+        }
+        Command::Evaluate { data, model, json } => {
+            let (data, model) = (Location::parse(&data).map_err(Error::from)?, Location::parse(&model).map_err(Error::from)?);
+            let (manifest, evaluation) = evaluate_saved(&data, &model).await.map_err(Error::from)?;
+            println!("model {} on the test days of {data}: {} impressions", manifest.model_version, evaluation.test_examples);
+            print!("{}", evaluation.table());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&evaluation)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Command::Finetune { data, model, out, task, source, labels, encoder_lr_scale, new_head, training } => {
+            let head = TASKS.iter().position(|t| *t == task).ok_or_else(|| Error::Usage(format!("--task {task:?} is not one of {TASKS:?}")))?;
+            let (promotions, ads) = match source.as_str() {
+                "ad" => (false, true),
+                "promotion" => (true, false),
+                "both" => (true, true),
+                other => return Err(Error::Usage(format!("--source {other:?}: use ad, promotion or both")).into()),
+            };
+            if !(encoder_lr_scale >= 0.0) {
+                return Err(Error::Usage("--encoder-lr-scale must be ≥ 0".into()).into());
+            }
+            let (data, out) = (Location::parse(&data).map_err(Error::from)?, Location::parse(&out).map_err(Error::from)?);
+            let (base, base_manifest) = artifact::load(&Location::parse(&model).map_err(Error::from)?).await.map_err(Error::from)?;
+            if new_head {
+                base.network.reset_tower(head);
+            }
+            let mut options = training.options()?;
+            options.recipe = Recipe { name: format!("fine-tune {task} on {source} impressions"), promotions, ads, heads: vec![head] };
+            options.label_budget = labels;
+            options.encoder_lr_scale = encoder_lr_scale;
+            let manifest = train_and_save(&data, &out, &options, Some((&base, &base_manifest))).await.map_err(Error::from)?;
+            eprintln!("fine-tuned {} from {}: validation stream AP {:.4}", manifest.model_version, base_manifest.model_version, manifest.training.report.validation_stream_ap);
+            println!("{out}");
+        }
+        Command::Experiment { experiment } => match experiment {
+            Experiment::Ablation { data, seeds, training } => {
+                let options = training.options()?;
+                let data = Location::parse(&data).map_err(Error::from)?;
+                let (dataset, split) = load_split(&data, None, &options).await.map_err(Error::from)?;
+                let result = experiment::ablation(&dataset, &split, &options, &seeds).map_err(Error::from)?;
+                print!("{}", result.table());
+            }
+            Experiment::ColdStart { data, labels, training } => {
+                let options = training.options()?;
+                let data = Location::parse(&data).map_err(Error::from)?;
+                let (dataset, split) = load_split(&data, None, &options).await.map_err(Error::from)?;
+                let (zero_shot, rows) = experiment::cold_start(&dataset, &split, &options, &labels).map_err(Error::from)?;
+                print!("{}", experiment::cold_start_table(zero_shot, &rows));
+            }
+        },
+        Command::Run { config: path, date, overwrite, dry_run } => {
+            let config = JobConfig::load(&path).map_err(JobError::from).map_err(Error::from)?;
+            let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            if dry_run {
+                let report = job::dry_run::dry_run(&config, date).await.map_err(Error::from)?;
+                print!("{}", report.report());
+            } else {
+                let outcome = job::run::run(&config, &RunFlags { date, overwrite }).await.map_err(Error::from)?;
+                println!("{}", outcome.manifest_url());
+            }
+        }
+        Command::Backfill { config: path, from, to, overwrite } => {
+            if from > to {
+                return Err(Error::Usage(format!("--from {from} is after --to {to}")).into());
+            }
+            let config = JobConfig::load(&path).map_err(JobError::from).map_err(Error::from)?;
+            for (date, outcome) in job::run::backfill(&config, from, to, overwrite).await.map_err(Error::from)? {
+                match outcome {
+                    Some(outcome) => println!("{date}	{}", outcome.manifest_url()),
+                    None => println!("{date}	already committed"),
+                }
             }
         }
         Command::Info => {
@@ -164,18 +429,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             audience::allocate::bench::run(candidates, campaigns, &solver, seed);
             println!("{}", audience::measure::peak_rss_line());
         }
-        Command::Demo { out, world } => {
-            let out = Location::parse(&out).map_err(Error::from)?;
-            let started = std::time::Instant::now();
-            generate(&out, world.into(), true).await.map_err(Error::from)?;
-            let generated = started.elapsed();
-            let report = validate_world(&out).await.map_err(Error::from)?;
-            let report = report.into_result().map_err(Error::from)?;
-            println!("demo world at {out}");
-            println!("generated in {:.1}s, validated in {:.1}s", generated.as_secs_f64(), (started.elapsed() - generated).as_secs_f64());
-            for (table, rows) in &report.rows {
-                println!("  {table:<12} {rows:>10} rows  ok");
+        Command::Bench { bench: Bench::Score { users, campaigns, naive_users, data } } => {
+            if users == 0 || campaigns == 0 || naive_users == 0 {
+                return Err(Error::Usage("--users, --campaigns and --naive-users must be at least 1".into()).into());
             }
+            audience::scoring::bench::run(&audience::scoring::bench::BenchOptions { users, campaigns, naive_users, data }).await?;
+            println!("{}", audience::measure::peak_rss_line());
+        }
+        Command::Demo { out, world, epochs } => {
+            if epochs == 0 {
+                return Err(Error::Usage("--epochs must be at least 1".into()).into());
+            }
+            let options = TrainOptions { max_epochs: epochs, ..TrainOptions::default() };
+            let demo = job::demo::demo(std::path::Path::new(&out), world.into(), &options).await.map_err(|e| match e {
+                job::demo::DemoError::Generate(e) => Error::from(e),
+                job::demo::DemoError::Model(e) => Error::from(e),
+                job::demo::DemoError::Job(e) => Error::from(e),
+                job::demo::DemoError::Storage(e) => Error::from(e),
+            })?;
+            print!("{}", demo.summary());
+            println!("{}", demo.manifest_url);
         }
     }
     Ok(())

@@ -1,0 +1,254 @@
+//! The job configuration: a TOML file (examples under `configs/`) with
+//! `${VAR}`, `${VAR:-default}` and `${VAR:?message}` expanded from the
+//! environment before parsing. Unknown keys are errors, so a typo cannot
+//! silently fall back to a default.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::allocate::{Limits, Solver};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub inputs: Inputs,
+    pub model: ModelSource,
+    pub output: Output,
+    #[serde(default)]
+    pub allocation: Allocation,
+    #[serde(default)]
+    pub scoring: Scoring,
+    #[serde(default)]
+    pub engine: Engine,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// Root of the input tables: one prefix per table (`users/`, `campaigns/` ...).
+    pub root: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// The model artifact directory (`audience train --out`).
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// Where `dt=<date>/` directories are written.
+    pub root: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Allocation {
+    pub max_ads_per_user: u32,
+    pub max_promotions_per_user: u32,
+    /// Smallest audience any campaign may have (raised per campaign by its `min_audience`).
+    pub privacy_floor: u64,
+    pub solver: Solver,
+    /// Seed of the tie-breaking hash.
+    pub seed: u64,
+}
+
+impl Default for Allocation {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Allocation {
+            max_ads_per_user: limits.max_ads_per_user,
+            max_promotions_per_user: limits.max_promotions_per_user,
+            privacy_floor: limits.privacy_floor,
+            solver: Solver::Lagrangian,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scoring {
+    /// Candidate pool = slack × the most users a campaign's budget can buy.
+    pub pool_slack: f64,
+    /// Users per batch.
+    pub batch_rows: usize,
+    /// Hour of day assumed for the pair features.
+    pub hour: u8,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Scoring { pool_slack: 2.0, batch_rows: 4096, hour: 20 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    #[default]
+    Local,
+    Ballista,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    pub kind: EngineKind,
+    /// Partitions (0: one per core).
+    pub partitions: usize,
+    /// Ballista scheduler URL, e.g. `df://scheduler:50050`.
+    pub scheduler: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+fn invalid(file: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { file: file.to_string(), message: message.into() }
+}
+
+/// Expands `${VAR}`, `${VAR:-default}` and `${VAR:?message}` with `lookup`.
+pub fn expand(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let pattern = Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}").expect("valid regex");
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for caps in pattern.captures_iter(text) {
+        let whole = caps.get(0).expect("match");
+        out.push_str(&text[last..whole.start()]);
+        let name = &caps[1];
+        let value = lookup(name).filter(|v| !v.is_empty());
+        let replacement = match (value, caps.get(2).map(|m| m.as_str())) {
+            (Some(value), _) => value,
+            (None, Some(":-")) => caps[3].to_string(),
+            (None, Some(_)) => return Err(invalid(file, format!("${{{name}}} is not set: {}", &caps[3]))),
+            (None, None) => return Err(invalid(file, format!("${{{name}}} is not set (use ${{{name}:-default}} for a default)"))),
+        };
+        out.push_str(&replacement);
+        last = whole.end();
+    }
+    out.push_str(&text[last..]);
+    Ok(out)
+}
+
+impl JobConfig {
+    /// Reads, expands (from the process environment) and checks a config file.
+    pub fn load(path: &std::path::Path) -> Result<JobConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(&file, format!("cannot read: {e}")))?;
+        JobConfig::parse(&text, &file, |name| std::env::var(name).ok())
+    }
+
+    pub fn parse(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<JobConfig, ConfigError> {
+        let expanded = expand(text, file, lookup)?;
+        let config: JobConfig = toml::from_str(&expanded).map_err(|e| invalid(file, e.to_string()))?;
+        config.check(file)?;
+        Ok(config)
+    }
+
+    fn check(&self, file: &str) -> Result<(), ConfigError> {
+        for (key, value) in [("inputs.root", &self.inputs.root), ("model.uri", &self.model.uri), ("output.root", &self.output.root)] {
+            if value.trim().is_empty() {
+                return Err(invalid(file, format!("{key} is empty")));
+            }
+        }
+        if !(self.scoring.pool_slack >= 1.0 && self.scoring.pool_slack.is_finite()) {
+            return Err(invalid(file, format!("scoring.pool_slack = {}: must be a number ≥ 1", self.scoring.pool_slack)));
+        }
+        if self.scoring.batch_rows == 0 || self.scoring.hour > 23 {
+            return Err(invalid(file, "scoring.batch_rows must be ≥ 1 and scoring.hour 0-23"));
+        }
+        if self.engine.kind == EngineKind::Ballista && self.engine.scheduler.is_none() {
+            return Err(invalid(file, "engine.kind = \"ballista\" needs engine.scheduler (e.g. \"df://localhost:50050\")"));
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_ads_per_user: self.allocation.max_ads_per_user,
+            max_promotions_per_user: self.allocation.max_promotions_per_user,
+            privacy_floor: self.allocation.privacy_floor,
+        }
+    }
+
+    /// SHA-256 of the settings that decide the audiences (allocation and
+    /// scoring, not where things live or which engine runs them).
+    pub fn hash(&self) -> String {
+        let mut decisive = BTreeMap::new();
+        decisive.insert("allocation", serde_json::to_value(&self.allocation).expect("serialises"));
+        decisive.insert("scoring.pool_slack", self.scoring.pool_slack.into());
+        decisive.insert("scoring.hour", self.scoring.hour.into());
+        hex::encode(Sha256::digest(serde_json::to_vec(&decisive).expect("serialises")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "BUCKET" => Some("prod".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn variables_expand_with_defaults_and_required_messages() {
+        assert_eq!(expand("s3://${BUCKET}/x", "f", env).unwrap(), "s3://prod/x");
+        assert_eq!(expand("${MISSING:-demo}/x", "f", env).unwrap(), "demo/x");
+        assert_eq!(expand("${EMPTY:-fallback}", "f", env).unwrap(), "fallback");
+        let err = expand("${MISSING:?set the output bucket}", "f", env).unwrap_err().to_string();
+        assert!(err.contains("${MISSING} is not set: set the output bucket"), "{err}");
+        let err = expand("${MISSING}", "f", env).unwrap_err().to_string();
+        assert!(err.contains("${MISSING} is not set"), "{err}");
+    }
+
+    const MINIMAL: &str = "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n";
+
+    #[test]
+    fn defaults_fill_in_and_unknown_keys_are_rejected() {
+        let config = JobConfig::parse(MINIMAL, "f", env).unwrap();
+        assert_eq!(config.allocation.privacy_floor, 100);
+        assert_eq!(config.scoring.pool_slack, 2.0);
+        let err = JobConfig::parse(&format!("{MINIMAL}[scoring]\npool_slak = 3\n"), "job.toml", env).unwrap_err().to_string();
+        assert!(err.contains("job.toml") && err.contains("pool_slak"), "{err}");
+    }
+
+    #[test]
+    fn the_hash_follows_decisive_settings_only() {
+        let a = JobConfig::parse(MINIMAL, "f", env).unwrap();
+        let mut b = a.clone();
+        b.engine.partitions = 7;
+        b.output.root = "elsewhere".into();
+        assert_eq!(a.hash(), b.hash());
+        b.allocation.privacy_floor = 50;
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn the_checked_in_configs_parse() {
+        let lookup = |name: &str| name.starts_with("AUDIENCE_").then(|| "s3://bucket/x".to_string()).filter(|_| {
+            !["AUDIENCE_ENGINE", "AUDIENCE_SCHEDULER", "AUDIENCE_DEMO_DIR"].contains(&name)
+        });
+        for name in ["demo", "nightly", "backfill"] {
+            let path = format!("{}/configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let config = JobConfig::parse(&text, &path, lookup).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(config.engine.kind, EngineKind::Local, "{name}");
+        }
+        let nightly = std::fs::read_to_string(format!("{}/configs/nightly.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let err = JobConfig::parse(&nightly, "nightly.toml", |_| None).unwrap_err().to_string();
+        assert!(err.contains("set AUDIENCE_INPUTS"), "{err}");
+    }
+}
