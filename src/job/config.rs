@@ -84,7 +84,7 @@ pub struct Scoring {
 
 impl Default for Scoring {
     fn default() -> Self {
-        Scoring { pool_slack: 2.0, batch_rows: 4096, hour: 20 }
+        Scoring { pool_slack: 2.0, batch_rows: 16_384, hour: 20 }
     }
 }
 

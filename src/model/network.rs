@@ -228,7 +228,7 @@ impl Network {
                 pair_in: fold(&self.pair_in).transpose(0, 1).contiguous(),
                 bias: self.campaign_in.bs.as_ref().expect("campaign_in has the bias") * &scale + shift,
                 hidden: linear(&self.hidden),
-                towers: self.towers.iter().map(|(a, b)| (linear(a), linear(b))).collect(),
+                towers: Towers::stack(&self.towers),
             }
         })
     }
@@ -247,7 +247,48 @@ pub struct Factorised {
     pair_in: Tensor,
     bias: Tensor,
     hidden: Layer,
-    towers: Vec<(Layer, Layer)>,
+    towers: Towers,
+}
+
+/// All towers stacked so that every head costs one GEMM together: first
+/// layers as one `[tasks × tower, hidden]` matrix, second layers as `[tasks, tower]`.
+struct Towers {
+    first: Tensor,
+    first_bias: Tensor,
+    second: Tensor,
+    second_bias: Tensor,
+    width: i64,
+}
+
+impl Towers {
+    fn stack(towers: &[(nn::Linear, nn::Linear)]) -> Towers {
+        let bias = |l: &nn::Linear| l.bs.as_ref().expect("tower layers have biases").shallow_clone();
+        Towers {
+            first: Tensor::cat(&towers.iter().map(|(a, _)| a.ws.shallow_clone()).collect::<Vec<_>>(), 0),
+            first_bias: Tensor::cat(&towers.iter().map(|(a, _)| bias(a)).collect::<Vec<_>>(), 0),
+            second: Tensor::cat(&towers.iter().map(|(_, b)| b.ws.shallow_clone()).collect::<Vec<_>>(), 0),
+            second_bias: Tensor::cat(&towers.iter().map(|(_, b)| bias(b)).collect::<Vec<_>>(), 0),
+            width: towers[0].0.ws.size()[0],
+        }
+    }
+
+    /// Logits `[k, tasks.len()]`; contiguous runs of tasks share one GEMM.
+    fn logits(&self, shared: &Tensor, tasks: &[usize]) -> Tensor {
+        let count = self.second.size()[0] as usize;
+        if tasks.len() == count && tasks.iter().enumerate().all(|(i, &t)| i == t) {
+            return self.block(shared, 0, count as i64);
+        }
+        Tensor::cat(&tasks.iter().map(|&t| self.block(shared, t as i64, 1)).collect::<Vec<_>>(), 1)
+    }
+
+    /// Logits of tasks `from .. from + n`.
+    fn block(&self, shared: &Tensor, from: i64, n: i64) -> Tensor {
+        let w = self.width;
+        let hidden = shared.linear(&self.first.narrow(0, from * w, n * w), Some(&self.first_bias.narrow(0, from * w, n * w))).relu();
+        let k = hidden.size()[0];
+        (hidden.view([k, n, w]) * self.second.narrow(0, from, n)).sum_dim_intlist(2, false, Kind::Float)
+            + self.second_bias.narrow(0, from, n)
+    }
 }
 
 impl Factorised {
@@ -261,26 +302,24 @@ impl Factorised {
         self.campaign.input(cat, dense).linear::<Tensor>(&self.campaign_in, None) + &self.bias
     }
 
-    /// First-layer pre-activations `[k, width]`: gathered user parts plus one
-    /// campaign's part plus the pair part of raw pair features `[k, pair]`.
-    pub fn combine(&self, user_parts: &Tensor, campaign_part: &Tensor, pair: &Tensor) -> Tensor {
-        (user_parts + campaign_part).addmm(&self.pair.normalise(pair), &self.pair_in)
+    /// First-layer pre-activations `[k, width]`: gathered user parts (updated in
+    /// place) plus one campaign's part plus the pair part of raw pair features `[k, pair]`.
+    pub fn combine(&self, mut user_parts: Tensor, campaign_part: &Tensor, pair: &Tensor) -> Tensor {
+        let _ = user_parts.g_add_(campaign_part);
+        let _ = user_parts.addmm_(&self.pair.normalise(pair), &self.pair_in);
+        user_parts
     }
 
     /// The shared representation `[k, hidden]` from first-layer pre-activations.
-    pub fn shared(&self, first: &Tensor) -> Tensor {
-        first.relu().linear(&self.hidden.0, self.hidden.1.as_ref()).relu()
+    pub fn shared(&self, mut first: Tensor) -> Tensor {
+        let _ = first.relu_();
+        let mut shared = first.linear(&self.hidden.0, self.hidden.1.as_ref());
+        let _ = shared.relu_();
+        shared
     }
 
     /// Logits `[k, tasks.len()]` of `tasks` from the shared representation.
     pub fn heads(&self, shared: &Tensor, tasks: &[usize]) -> Tensor {
-        let outputs: Vec<Tensor> = tasks
-            .iter()
-            .map(|&t| {
-                let ((w0, b0), (w1, b1)) = &self.towers[t];
-                shared.linear(w0, b0.as_ref()).relu().linear(w1, b1.as_ref())
-            })
-            .collect();
-        Tensor::cat(&outputs, 1)
+        self.towers.logits(shared, tasks)
     }
 }

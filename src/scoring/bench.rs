@@ -6,7 +6,8 @@
 //! Effective FLOPs count the work the factorised operator must do: per user its
 //! first-layer part (2·user_width·width), per eligible pair the pair part
 //! (2·pair_width·width), the hidden layer (2·width·hidden) and one tower
-//! (2·hidden·tower + 2·tower). The naive path is timed on its forward passes
+//! (2·hidden·tower + 2·tower); per pair that enters a pool, the four other
+//! towers (the candidate table carries all five probabilities). The naive path is timed on its forward passes
 //! only (feature gathering included, eligibility and reading excluded), which
 //! flatters it; the factorised path is timed end to end (scan, eligibility,
 //! scoring, pools).
@@ -33,27 +34,32 @@ pub struct BenchOptions {
     pub data: Option<String>,
 }
 
-/// FLOP/s of a square f32 matmul on this machine with the current libtorch threads.
+/// FLOP/s of a square f32 matmul on this machine with the current libtorch
+/// threads: the best of three one-second runs (the machine is shared).
 pub fn gemm_flops() -> f64 {
     let n = 1024;
     let a = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
     let b = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
     let _ = a.matmul(&b);
-    let started = Instant::now();
-    let mut reps = 0;
-    while started.elapsed().as_secs_f64() < 1.0 {
-        let _ = a.matmul(&b);
-        reps += 1;
-    }
-    2.0 * (n * n * n) as f64 * reps as f64 / started.elapsed().as_secs_f64()
+    let run = || {
+        let started = Instant::now();
+        let mut reps = 0;
+        while started.elapsed().as_secs_f64() < 1.0 {
+            let _ = a.matmul(&b);
+            reps += 1;
+        }
+        2.0 * (n * n * n) as f64 * reps as f64 / started.elapsed().as_secs_f64()
+    };
+    (0..3).map(|_| run()).fold(0.0, f64::max)
 }
 
-fn useful_flops(spec: &FeatureSpec, arch: &Architecture, users: u64, pairs: u64) -> f64 {
+fn useful_flops(spec: &FeatureSpec, arch: &Architecture, scored: &super::Scored) -> f64 {
     let [width, hidden] = arch.encoder.map(|v| v as f64);
-    let tower = arch.tower as f64;
+    let head = 2.0 * hidden * arch.tower as f64 + 2.0 * arch.tower as f64;
     let per_user = 2.0 * spec.user.input_width() as f64 * width;
-    let per_pair = 2.0 * spec.pair.input_width() as f64 * width + 2.0 * width * hidden + 2.0 * hidden * tower + 2.0 * tower;
-    per_user * users as f64 + per_pair * pairs as f64
+    let per_pair = 2.0 * spec.pair.input_width() as f64 * width + 2.0 * width * hidden + head;
+    let other_heads = (arch.tasks.len() - 1) as f64 * head;
+    per_user * scored.users as f64 + per_pair * scored.pairs() as f64 + other_heads * scored.all_head_pairs as f64
 }
 
 pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
@@ -95,12 +101,13 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
         let scored = score(&root, &model, &options).await?;
         let pairs = scored.pairs();
         let rate = pairs as f64 / scored.seconds;
-        let flops = useful_flops(&model.spec, &model.architecture, scored.users, pairs) / scored.seconds;
+        let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
         println!(
-            "factorised fused, {label} ({partitions} partitions x {} threads): {:.0} pairs/s, {} pairs, {} users, {:.1}s, {:.1} GFLOP/s effective",
+            "factorised fused, {label} ({partitions} partitions x {} threads): {:.0} pairs/s, {} pairs ({} entered a pool), {} users, {:.1}s, {:.1} GFLOP/s effective",
             (cores / partitions).max(1),
             rate,
             pairs,
+            scored.all_head_pairs,
             scored.users,
             scored.seconds,
             flops / 1e9
@@ -126,7 +133,7 @@ async fn world_date(root: &Location) -> anyhow::Result<NaiveDate> {
 }
 
 /// Pairs per second of the plain forward pass on concatenated per-pair
-/// features, over the eligible pairs of the first `users` users.
+/// features, over the eligible pairs of the first `users` users (best of 3).
 async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) -> anyhow::Result<(f64, usize)> {
     let (ctx, prepared) = prepare(root, model, &ScoreOptions::new(date)).await?;
     let batch = ctx.sql(&format!("SELECT * FROM users ORDER BY user_id LIMIT {users}")).await?.collect().await?;
@@ -146,20 +153,24 @@ async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) ->
     let campaign_cat = Tensor::from_slice(&prepared.campaign_rows.rows.cat).view([c, -1]);
     let campaign_dense = Tensor::from_slice(&prepared.campaign_rows.rows.dense).view([c, -1]);
     let total = user_index.len();
-    let started = Instant::now();
     const CHUNK: usize = 8192;
-    for start in (0..total).step_by(CHUNK) {
-        let end = (start + CHUNK).min(total);
-        let users = Tensor::from_slice(&user_index[start..end]);
-        let campaigns = Tensor::from_slice(&campaign_index[start..end]);
-        let inputs = Inputs {
-            user_cat: user_cat.index_select(0, &users),
-            user_dense: user_dense.index_select(0, &users),
-            campaign_cat: campaign_cat.index_select(0, &campaigns),
-            campaign_dense: campaign_dense.index_select(0, &campaigns),
-            pair: Tensor::from_slice(&pair_values[start * 4..end * 4]).view([(end - start) as i64, 4]),
-        };
-        let _ = model.network.predict(&inputs);
-    }
-    Ok((total as f64 / started.elapsed().as_secs_f64(), total))
+    let pass = || {
+        let started = Instant::now();
+        for start in (0..total).step_by(CHUNK) {
+            let end = (start + CHUNK).min(total);
+            let users = Tensor::from_slice(&user_index[start..end]);
+            let campaigns = Tensor::from_slice(&campaign_index[start..end]);
+            let inputs = Inputs {
+                user_cat: user_cat.index_select(0, &users),
+                user_dense: user_dense.index_select(0, &users),
+                campaign_cat: campaign_cat.index_select(0, &campaigns),
+                campaign_dense: campaign_dense.index_select(0, &campaigns),
+                pair: Tensor::from_slice(&pair_values[start * 4..end * 4]).view([(end - start) as i64, 4]),
+            };
+            let _ = model.network.predict(&inputs);
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    };
+    // The best of three passes, as for the GEMM: the machine is shared.
+    Ok(((0..3).map(|_| pass()).fold(0.0, f64::max), total))
 }

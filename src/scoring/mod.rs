@@ -50,7 +50,7 @@ pub struct ScoreOptions {
 
 impl ScoreOptions {
     pub fn new(date: NaiveDate) -> ScoreOptions {
-        ScoreOptions { date, slack: 2.0, partitions: 0, batch_rows: 4096, hour: 20, eligibility_only: false, user_limit: None }
+        ScoreOptions { date, slack: 2.0, partitions: 0, batch_rows: 16_384, hour: 20, eligibility_only: false, user_limit: None }
     }
 }
 
@@ -76,6 +76,8 @@ pub struct Scored {
     /// Per campaign, its pool, best first.
     pub pools: Vec<Vec<Candidate>>,
     pub users: u64,
+    /// Pairs that entered a pool and so got all five heads.
+    pub all_head_pairs: u64,
     pub seconds: f64,
 }
 
@@ -219,10 +221,11 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
     let campaigns = prepared.campaigns.len();
     let mut pools: Vec<Pool> = prepared.capacities.iter().map(|&c| Pool::new(c)).collect();
     let mut eligible = vec![0u64; campaigns];
-    let mut scored_users = 0;
+    let (mut scored_users, mut all_head_pairs) = (0, 0);
     for task in tasks {
         let result = task.await??;
         scored_users += result.users;
+        all_head_pairs += result.all_head_pairs;
         for (c, pool) in result.pools.into_iter().enumerate() {
             pools[c].merge(pool);
             eligible[c] += result.eligible[c];
@@ -237,6 +240,7 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
         eligible,
         pools: pools.into_iter().map(Pool::into_sorted).collect(),
         users: scored_users,
+        all_head_pairs,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
 use super::pool::{Candidate, Pool};
@@ -41,6 +41,8 @@ pub struct PartitionResult {
     pub pools: Vec<Pool>,
     pub eligible: Vec<u64>,
     pub users: u64,
+    /// Pairs that entered a pool and so got all five heads.
+    pub all_head_pairs: u64,
 }
 
 pub struct PartitionScorer {
@@ -53,6 +55,7 @@ pub struct PartitionScorer {
     pools: Vec<Pool>,
     eligible: Vec<u64>,
     users: u64,
+    all_head_pairs: u64,
     eligibility_only: bool,
 }
 
@@ -83,6 +86,7 @@ impl PartitionScorer {
             pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
             eligible: vec![0; campaigns],
             users: 0,
+            all_head_pairs: 0,
             eligibility_only,
             prepared,
             _model: model,
@@ -126,33 +130,42 @@ impl PartitionScorer {
         let k = rows.len() as i64;
         let index = Tensor::from_slice(rows);
         let pair = Tensor::from_slice(pairs).view([k, -1]);
-        let first = self.factorised.combine(&user_parts.index_select(0, &index), &self.campaign_parts.get(c as i64), &pair);
-        let shared = self.factorised.shared(&first);
-        let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
-        let p = Vec::<f32>::try_from(&p).expect("float probabilities");
+        let first = self.factorised.combine(user_parts.index_select(0, &index), &self.campaign_parts.get(c as i64), &pair);
+        let shared = self.factorised.shared(first);
         // DESIGN.md section 6: expected objective events times their value.
         let per_event = campaign.priority * campaign.impressions_per_user as f64;
         let value = |p: f32| per_event * p as f64;
-        let threshold = self.pools[c].threshold().unwrap_or(f64::NEG_INFINITY);
-        let survivors: Vec<i64> = (0..rows.len()).filter(|&i| value(p[i]) >= threshold).map(|i| i as i64).collect();
-        if survivors.is_empty() {
-            return;
-        }
         let all_heads: Vec<usize> = (0..TASKS.len()).collect();
-        let chosen = shared.index_select(0, &Tensor::from_slice(&survivors));
-        let all = self.factorised.heads(&chosen, &all_heads).sigmoid().to_kind(Kind::Float).contiguous();
-        let all = Vec::<f32>::try_from(all.view([-1])).expect("float probabilities");
+        let probabilities = |shared: &Tensor| {
+            let all = self.factorised.heads(shared, &all_heads).sigmoid().contiguous();
+            Vec::<f32>::try_from(all.view([-1])).expect("float probabilities")
+        };
+        // While the pool is not full every row enters it and needs all five
+        // heads; once it is, the objective head alone decides who may enter.
+        let (survivors, all): (Vec<usize>, Vec<f32>) = match self.pools[c].threshold() {
+            None => ((0..rows.len()).collect(), probabilities(&shared)),
+            Some(threshold) => {
+                let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
+                let p = Vec::<f32>::try_from(&p).expect("float probabilities");
+                let survivors: Vec<usize> = (0..rows.len()).filter(|&i| value(p[i]) >= threshold).collect();
+                if survivors.is_empty() {
+                    return;
+                }
+                let index = Tensor::from_slice(&survivors.iter().map(|&i| i as i64).collect::<Vec<_>>());
+                (survivors, probabilities(&shared.index_select(0, &index)))
+            }
+        };
+        self.all_head_pairs += survivors.len() as u64;
         for (j, &i) in survivors.iter().enumerate() {
-            let i = i as usize;
-            let mut probabilities: [f32; 5] = all[j * 5..j * 5 + 5].try_into().expect("five heads");
-            probabilities[head] = p[i];
+            let probabilities: [f32; 5] = all[j * 5..j * 5 + 5].try_into().expect("five heads");
+            let p = probabilities[head];
             let user_id = users.user_id[rows[i] as usize];
-            self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], value(p[i]), p[i], probabilities));
+            self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], value(p), p, probabilities));
         }
     }
 
     pub fn finish(self) -> PartitionResult {
-        PartitionResult { pools: self.pools, eligible: self.eligible, users: self.users }
+        PartitionResult { pools: self.pools, eligible: self.eligible, users: self.users, all_head_pairs: self.all_head_pairs }
     }
 }
 

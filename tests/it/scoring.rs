@@ -59,8 +59,8 @@ async fn the_factorised_path_equals_the_plain_forward_pass() {
     let fused = tch::no_grad(|| {
         let user_parts = factorised.user_part(&inputs.user_cat, &inputs.user_dense);
         let campaign_parts = factorised.campaign_part(&inputs.campaign_cat, &inputs.campaign_dense);
-        let first = factorised.combine(&user_parts, &campaign_parts, &inputs.pair);
-        factorised.heads(&factorised.shared(&first), &[0, 1, 2, 3, 4]).sigmoid()
+        let first = factorised.combine(user_parts, &campaign_parts, &inputs.pair);
+        factorised.heads(&factorised.shared(first), &[0, 1, 2, 3, 4]).sigmoid()
     });
     let worst = (plain - fused).abs().max().double_value(&[]);
     assert!(worst < 1e-5, "largest difference {worst}");
