@@ -167,7 +167,7 @@ pub async fn prepare(
     }
     let podcasts: Vec<i64> = campaigns.iter().map(|c| c.podcast_id).collect();
     let follows = follows_of(&ctx, &podcasts).await.map_err(query)?;
-    let capacities = campaigns
+    let capacities: Vec<usize> = campaigns
         .iter()
         .map(|c| ((c.affordable_users() as f64 * options.slack).ceil()).min(usize::MAX as f64) as usize)
         .collect();
@@ -178,6 +178,7 @@ pub async fn prepare(
         model_spec: model.spec.clone(),
         architecture: model.architecture.clone(),
         weights: model.weights()?,
+        thresholds: capacities.iter().map(|_| Default::default()).collect(),
         capacities,
         hour: options.hour,
     });

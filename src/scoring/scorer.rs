@@ -8,6 +8,7 @@
 //! probabilities. Memory: one batch × campaigns plus the pools.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -34,6 +35,23 @@ pub struct Prepared {
     pub capacities: Vec<usize>,
     /// Hour of day the pair features assume.
     pub hour: u8,
+    /// Per campaign, the best threshold any partition's full pool has reached
+    /// (an f64's bits; values are ≥ 0, so bit order is numeric order). A pair
+    /// below it cannot be in the merged pool, whichever partition sees it.
+    pub thresholds: Vec<AtomicU64>,
+}
+
+impl Prepared {
+    fn shared_threshold(&self, campaign: usize) -> Option<f64> {
+        let bits = self.thresholds[campaign].load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    fn raise_threshold(&self, campaign: usize, value: f64) {
+        if value > 0.0 {
+            self.thresholds[campaign].fetch_max(value.to_bits(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// What one partition found.
@@ -140,9 +158,15 @@ impl PartitionScorer {
             let all = self.factorised.heads(shared, &all_heads).sigmoid().contiguous();
             Vec::<f32>::try_from(all.view([-1])).expect("float probabilities")
         };
-        // While the pool is not full every row enters it and needs all five
-        // heads; once it is, the objective head alone decides who may enter.
-        let (survivors, all): (Vec<usize>, Vec<f32>) = match self.pools[c].threshold() {
+        // While no threshold is known (this partition's pool not full, no other
+        // partition's either) every row enters the pool and needs all five
+        // heads; after that the objective head alone decides who may enter.
+        let local = self.pools[c].threshold();
+        let threshold = match (local, self.prepared.shared_threshold(c)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let (survivors, all): (Vec<usize>, Vec<f32>) = match threshold {
             None => ((0..rows.len()).collect(), probabilities(&shared)),
             Some(threshold) => {
                 let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
@@ -161,6 +185,9 @@ impl PartitionScorer {
             let p = probabilities[head];
             let user_id = users.user_id[rows[i] as usize];
             self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], value(p), p, probabilities));
+        }
+        if let Some(reached) = self.pools[c].threshold() {
+            self.prepared.raise_threshold(c, reached);
         }
     }
 

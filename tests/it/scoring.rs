@@ -135,16 +135,21 @@ async fn eligibility_and_pools_follow_the_worlds_own_rules() {
 async fn partitions_and_batch_sizes_do_not_change_the_pools() {
     let (_dir, root) = small_world().await;
     let model = random_model(2);
-    let one = ScoreOptions { partitions: 1, batch_rows: 4096, ..ScoreOptions::new(run_date()) };
-    let many = ScoreOptions { partitions: 3, batch_rows: 50, ..ScoreOptions::new(run_date()) };
-    let a = pools_by_campaign(&score(&location(&root), &model, &one).await.unwrap());
-    let b = pools_by_campaign(&score(&location(&root), &model, &many).await.unwrap());
-    assert_eq!(a.len(), b.len());
-    for ((id, x), (_, y)) in a.iter().zip(&b) {
-        let users = |p: &Vec<(i64, f64)>| p.iter().map(|(u, _)| *u).collect::<Vec<_>>();
-        assert_eq!(users(x), users(y), "pool of {id}");
-        for ((_, vx), (_, vy)) in x.iter().zip(y) {
-            assert!((vx - vy).abs() < 1e-6, "{id}: {vx} vs {vy}");
+    // Slack 2 leaves most pools unfilled; 0.05 fills them early, so thresholds
+    // (per partition and shared between partitions) prune most pairs.
+    for slack in [2.0, 0.05] {
+        let one = ScoreOptions { slack, partitions: 1, batch_rows: 4096, ..ScoreOptions::new(run_date()) };
+        let many = ScoreOptions { slack, partitions: 3, batch_rows: 50, ..ScoreOptions::new(run_date()) };
+        let a = pools_by_campaign(&score(&location(&root), &model, &one).await.unwrap());
+        let b = pools_by_campaign(&score(&location(&root), &model, &many).await.unwrap());
+        assert_eq!(a.len(), b.len());
+        assert!(slack > 1.0 || a.iter().any(|(_, pool)| !pool.is_empty()));
+        for ((id, x), (_, y)) in a.iter().zip(&b) {
+            let users = |p: &Vec<(i64, f64)>| p.iter().map(|(u, _)| *u).collect::<Vec<_>>();
+            assert_eq!(users(x), users(y), "pool of {id}, slack {slack}");
+            for ((_, vx), (_, vy)) in x.iter().zip(y) {
+                assert!((vx - vy).abs() < 1e-6, "{id}: {vx} vs {vy}");
+            }
         }
     }
 }
