@@ -244,13 +244,18 @@ pub fn pair_features(affinity_for_genre: f32, language_match: bool, hour: u8) ->
 
 /// Reads named columns of a batch, cast to the type the encoder wants, with
 /// errors that name the table and column.
-struct Columns<'a> {
+pub(crate) struct Columns<'a> {
     table: &'a str,
     batch: &'a RecordBatch,
 }
 
-impl Columns<'_> {
-    fn get(&self, name: &str, to: &DataType) -> Result<Arc<dyn Array>, FeatureError> {
+impl<'a> Columns<'a> {
+    pub(crate) fn new(table: &'a str, batch: &'a RecordBatch) -> Columns<'a> {
+        Columns { table, batch }
+    }
+
+    /// Column `name` cast to `to`; missing, uncastable or null values are errors.
+    pub(crate) fn get(&self, name: &str, to: &DataType) -> Result<Arc<dyn Array>, FeatureError> {
         let column = self.batch.column_by_name(name).ok_or_else(|| FeatureError::MissingColumn {
             table: self.table.to_string(),
             column: name.to_string(),

@@ -10,15 +10,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use tch::Tensor;
 
 use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
 use super::pool::{Candidate, Pool};
 use crate::hashing::hash_bytes;
-use crate::model::features::{CampaignRows, FeatureError, UserRows, encode_users, pair_features};
+use crate::model::features::{CampaignRows, Columns, FeatureError, UserRows, encode_users, pair_features};
 use crate::model::network::{Factorised, TASKS};
 use crate::model::{Model, ModelError};
 
@@ -202,30 +201,9 @@ pub type EligiblePairs = (Vec<Vec<i64>>, Vec<Vec<f32>>);
 
 /// The eligible pairs of a batch of users (the users table's columns).
 pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows) -> Result<EligiblePairs, FeatureError> {
-    let strings = |name: &str| -> Result<Arc<dyn Array>, FeatureError> {
-        let column = batch.column_by_name(name).ok_or_else(|| FeatureError::MissingColumn {
-            table: "users".into(),
-            column: name.into(),
-        })?;
-        cast(column, &DataType::Utf8).map_err(|_| FeatureError::WrongType {
-            table: "users".into(),
-            column: name.into(),
-            actual: column.data_type().to_string(),
-            expected: "Utf8".into(),
-        })
-    };
-    let booleans = |name: &str| -> Result<Arc<dyn Array>, FeatureError> {
-        let column = batch.column_by_name(name).ok_or_else(|| FeatureError::MissingColumn {
-            table: "users".into(),
-            column: name.into(),
-        })?;
-        cast(column, &DataType::Boolean).map_err(|_| FeatureError::WrongType {
-            table: "users".into(),
-            column: name.into(),
-            actual: column.data_type().to_string(),
-            expected: "Boolean".into(),
-        })
-    };
+    let columns = Columns::new("users", batch);
+    let strings = |name: &str| columns.get(name, &DataType::Utf8);
+    let booleans = |name: &str| columns.get(name, &DataType::Boolean);
     let (country, age, platform, language) =
         (strings("country")?, strings("age_bucket")?, strings("platform")?, strings("language")?);
     let (country, age, platform, language) =
