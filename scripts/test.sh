@@ -22,4 +22,8 @@ if [ -z "${AUDIENCE_PYTHON:-}" ] && [ -x "$pyenv" ] && "$pyenv" -c "import torch
   export AUDIENCE_PYTHON="$pyenv"
 fi
 
-exec cargo test --locked "$@"
+# Object storage servers for the storage tests (tests/it/cloud.rs), stopped on exit.
+source scripts/test-servers.sh
+start_test_servers
+
+cargo test --locked "$@"

@@ -6,13 +6,21 @@
 //! `gs://bucket/prefix`, `az://container/prefix` and `abfs[s]://container@account...`.
 //! Cloud clients take their configuration and credentials from the environment
 //! (`AWS_*`, `GOOGLE_*`, `AZURE_*`, including `AWS_ENDPOINT` and `AWS_ALLOW_HTTP`
-//! for S3-compatible servers) or from workload identity; nothing here logs them.
+//! for S3-compatible servers) or from workload identity; [`StorageOptions`] (the job
+//! config's `[storage.s3|gcs|azure]` tables) add or override settings but may not
+//! hold credentials. Nothing here logs option values or credentials.
+//!
+//! S3 create-only puts send `If-None-Match: *` (object_store's default
+//! `conditional_put = "etag"`); a server that ignores it would break the commit
+//! protocol, so `aws_conditional_put = "disabled"` is refused.
 //!
 //! Storage contract relied on by callers: a completed `put` is visible in full to
 //! later reads and listings; `put_if_absent` fails with [`StorageError::AlreadyExists`]
 //! when the object exists (create-only put).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -31,6 +39,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +83,64 @@ impl StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Settings for the cloud clients, by scheme, as `object_store` config keys
+/// (`endpoint`, `region`, `allow_http`, `virtual_hosted_style_request`,
+/// `use_emulator` ...). Applied over the environment's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageOptions {
+    /// For `s3://` (`AmazonS3ConfigKey`).
+    pub s3: BTreeMap<String, String>,
+    /// For `gs://` (`GoogleConfigKey`).
+    pub gcs: BTreeMap<String, String>,
+    /// For `az://`, `abfs[s]://` (`AzureConfigKey`).
+    pub azure: BTreeMap<String, String>,
+}
+
+/// Keys that carry secrets: they belong in the environment or workload identity,
+/// never in a config file that is copied into ConfigMaps and logs.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_sse_customer_key_base64",
+    "google_service_account_key",
+    "azure_storage_account_key",
+    "azure_storage_client_secret",
+    "azure_storage_sas_key",
+    "azure_storage_token",
+    "azure_fabric_session_token",
+];
+
+impl StorageOptions {
+    /// Checks every key against its client's known keys; refuses credentials and
+    /// a disabled S3 conditional put. The message names the table and key only.
+    pub fn check(&self) -> Result<(), String> {
+        fn each<K: FromStr + AsRef<str>>(table: &str, options: &BTreeMap<String, String>) -> Result<(), String> {
+            for key in options.keys() {
+                let parsed = K::from_str(key).map_err(|_| format!("storage.{table}: unknown key {key:?}"))?;
+                if CREDENTIAL_KEYS.contains(&parsed.as_ref()) {
+                    return Err(format!(
+                        "storage.{table}.{key} is a credential: set it in the environment or use workload identity"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        each::<object_store::aws::AmazonS3ConfigKey>("s3", &self.s3)?;
+        each::<object_store::gcp::GoogleConfigKey>("gcs", &self.gcs)?;
+        each::<object_store::azure::AzureConfigKey>("azure", &self.azure)?;
+        for (key, value) in &self.s3 {
+            let is_conditional = object_store::aws::AmazonS3ConfigKey::from_str(key)
+                .is_ok_and(|k| matches!(k, object_store::aws::AmazonS3ConfigKey::ConditionalPut));
+            if is_conditional && value.eq_ignore_ascii_case("disabled") {
+                return Err(format!("storage.s3.{key} = \"disabled\": the commit needs create-only puts"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A store plus a prefix in it: a world root, a table, an output directory.
 #[derive(Clone)]
 pub struct Location {
@@ -98,8 +165,14 @@ impl fmt::Display for Location {
 
 impl Location {
     /// Opens `url_or_path`: a local path (relative or absolute), or a URL with one
-    /// of the supported schemes. Local directories need not exist yet.
+    /// of the supported schemes, configured from the environment. Local
+    /// directories need not exist yet.
     pub fn parse(url_or_path: &str) -> Result<Location> {
+        Self::parse_with(url_or_path, &StorageOptions::default())
+    }
+
+    /// [`Location::parse`] with `options` applied over the environment's settings.
+    pub fn parse_with(url_or_path: &str, options: &StorageOptions) -> Result<Location> {
         let bad = |reason: &str| StorageError::BadUrl {
             url: url_or_path.to_string(),
             reason: reason.to_string(),
@@ -119,28 +192,27 @@ impl Location {
             }
             "s3" | "s3a" => {
                 let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
-                Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env()
-                        .with_bucket_name(bucket)
-                        .build()
-                        .map_err(|e| bad(&e.to_string()))?,
-                )
+                let mut builder = object_store::aws::AmazonS3Builder::from_env();
+                for (key, value) in &options.s3 {
+                    builder = builder.with_config(key.parse().map_err(|_| bad(&format!("unknown S3 option {key:?}")))?, value);
+                }
+                Arc::new(builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?)
             }
             "gs" => {
                 let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
-                Arc::new(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_bucket_name(bucket)
-                        .build()
-                        .map_err(|e| bad(&e.to_string()))?,
-                )
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env();
+                for (key, value) in &options.gcs {
+                    builder = builder.with_config(key.parse().map_err(|_| bad(&format!("unknown GCS option {key:?}")))?, value);
+                }
+                Arc::new(builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?)
             }
-            "az" | "azure" | "abfs" | "abfss" => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(url.as_str())
-                    .build()
-                    .map_err(|e| bad(&e.to_string()))?,
-            ),
+            "az" | "azure" | "abfs" | "abfss" => {
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env();
+                for (key, value) in &options.azure {
+                    builder = builder.with_config(key.parse().map_err(|_| bad(&format!("unknown Azure option {key:?}")))?, value);
+                }
+                Arc::new(builder.with_url(url.as_str()).build().map_err(|e| bad(&e.to_string()))?)
+            }
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
         };
         let prefix = Path::from_url_path(url.path()).map_err(|e| bad(&e.to_string()))?;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::allocate::{Limits, Solver};
+use crate::storage::{Location, StorageError, StorageOptions};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +24,9 @@ pub struct JobConfig {
     pub scoring: Scoring,
     #[serde(default)]
     pub engine: Engine,
+    /// Object-store client settings by scheme (no credentials).
+    #[serde(default)]
+    pub storage: StorageOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,10 +170,16 @@ impl JobConfig {
         if self.scoring.batch_rows == 0 || self.scoring.hour > 23 {
             return Err(invalid(file, "scoring.batch_rows must be ≥ 1 and scoring.hour 0-23"));
         }
+        self.storage.check().map_err(|message| invalid(file, message))?;
         if self.engine.kind == EngineKind::Ballista && self.engine.scheduler.is_none() {
             return Err(invalid(file, "engine.kind = \"ballista\" needs engine.scheduler (e.g. \"df://localhost:50050\")"));
         }
         Ok(())
+    }
+
+    /// Opens one of the config's locations with its storage settings.
+    pub fn location(&self, url: &str) -> Result<Location, StorageError> {
+        Location::parse_with(url, &self.storage)
     }
 
     pub fn limits(&self) -> Limits {
@@ -223,6 +233,21 @@ mod tests {
         assert_eq!(config.scoring.pool_slack, 2.0);
         let err = JobConfig::parse(&format!("{MINIMAL}[scoring]\npool_slak = 3\n"), "job.toml", env).unwrap_err().to_string();
         assert!(err.contains("job.toml") && err.contains("pool_slak"), "{err}");
+    }
+
+    #[test]
+    fn storage_options_are_checked_and_credentials_refused() {
+        let ok = format!("{MINIMAL}[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = \"true\"\n");
+        let config = JobConfig::parse(&ok, "f", env).unwrap();
+        assert_eq!(config.storage.s3["endpoint"], "http://127.0.0.1:9000");
+        let secret = format!("{MINIMAL}[storage.s3]\nsecret_access_key = \"abc\"\n");
+        let err = JobConfig::parse(&secret, "job.toml", env).unwrap_err().to_string();
+        assert!(err.contains("storage.s3.secret_access_key is a credential") && !err.contains("abc"), "{err}");
+        let typo = format!("{MINIMAL}[storage.azure]\nuse_emulatr = \"true\"\n");
+        let err = JobConfig::parse(&typo, "job.toml", env).unwrap_err().to_string();
+        assert!(err.contains("storage.azure: unknown key \"use_emulatr\""), "{err}");
+        let unsafe_put = format!("{MINIMAL}[storage.s3]\nconditional_put = \"disabled\"\n");
+        assert!(JobConfig::parse(&unsafe_put, "f", env).unwrap_err().to_string().contains("create-only"));
     }
 
     #[test]

@@ -9,7 +9,6 @@ use super::config::{Inputs, JobConfig, ModelSource, Output};
 use super::run::{JobError, RunFlags, RunManifest, run};
 use crate::model::train::TrainOptions;
 use crate::model::workflow::train_and_save;
-use crate::storage::Location;
 use crate::world::WorldConfig;
 use crate::world::generate::generate;
 
@@ -42,6 +41,7 @@ pub fn config(dir: &Path) -> JobConfig {
         allocation: Default::default(),
         scoring: Default::default(),
         engine: Default::default(),
+        storage: Default::default(),
     }
 }
 
@@ -49,18 +49,18 @@ pub async fn demo(dir: &Path, world: WorldConfig, training: &TrainOptions) -> Re
     let config = config(dir);
     let mut steps = Vec::new();
     let started = Instant::now();
-    let world_location = Location::parse(&config.inputs.root)?;
+    let world_location = config.location(&config.inputs.root)?;
     generate(&world_location, world.clone(), true).await?;
     steps.push(("generate", started.elapsed().as_secs_f64()));
     let started = Instant::now();
-    train_and_save(&world_location, &Location::parse(&config.model.uri)?, training, None).await?;
+    train_and_save(&world_location, &config.location(&config.model.uri)?, training, None).await?;
     steps.push(("train", started.elapsed().as_secs_f64()));
     let started = Instant::now();
     // A regenerated world has new files: replace the previous demo's run.
     let outcome = run(&config, &RunFlags { date: world.run_date, overwrite: true }).await?;
     steps.push(("run", started.elapsed().as_secs_f64()));
     let manifest_url = outcome.manifest_url().to_string();
-    let manifest: RunManifest = serde_json::from_slice(&Location::parse(&manifest_url)?.read().await?)
+    let manifest: RunManifest = serde_json::from_slice(&config.location(&manifest_url)?.read().await?)
         .map_err(|e| crate::storage::StorageError::Corrupt { url: manifest_url.clone(), reason: e.to_string() })?;
     Ok(Demo { manifest, manifest_url, steps })
 }

@@ -9,7 +9,6 @@ use super::run::JobError;
 use crate::contract::validate::validate_world;
 use crate::model::artifact;
 use crate::scoring::{ScoreOptions, score};
-use crate::storage::Location;
 
 /// Users scored to time the sample.
 const SAMPLE_USERS: usize = 20_000;
@@ -25,9 +24,9 @@ pub struct DryRun {
 }
 
 pub async fn dry_run(config: &JobConfig, date: NaiveDate) -> Result<DryRun, JobError> {
-    let inputs = Location::parse(&config.inputs.root)?;
+    let inputs = config.location(&config.inputs.root)?;
     validate_world(&inputs).await?.into_result()?;
-    let (model, _) = artifact::load(&Location::parse(&config.model.uri)?).await?;
+    let (model, _) = artifact::load(&config.location(&config.model.uri)?).await?;
     let options = ScoreOptions {
         slack: config.scoring.pool_slack,
         partitions: config.engine.partitions,

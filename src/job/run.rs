@@ -131,8 +131,8 @@ impl Stages {
 
 /// What identifies this run's result: date, decisive config, input files, model.
 pub async fn fingerprint_of(config: &JobConfig, date: NaiveDate) -> Result<Fingerprint, JobError> {
-    let inputs = Location::parse(&config.inputs.root)?;
-    let model = artifact::read_manifest(&Location::parse(&config.model.uri)?).await?;
+    let inputs = config.location(&config.inputs.root)?;
+    let model = artifact::read_manifest(&config.location(&config.model.uri)?).await?;
     Ok(Fingerprint {
         date: date.format("%Y-%m-%d").to_string(),
         config_hash: config.hash(),
@@ -158,8 +158,8 @@ fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
 /// Runs the job for one date.
 pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobError> {
     let mut stages = Stages::new();
-    let output = Location::parse(&config.output.root)?;
-    let inputs = Location::parse(&config.inputs.root)?;
+    let output = config.location(&config.output.root)?;
+    let inputs = config.location(&config.inputs.root)?;
     let date_dir = DateDir::new(&output, flags.date);
     let ours = fingerprint_of(config, flags.date).await?;
     let committed = date_dir.committed().await?;
@@ -186,7 +186,7 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     let seconds = stages.done("validate");
     tracing::info!(stage = "validate", ?rows, seconds, "inputs valid");
 
-    let (model, model_manifest) = artifact::load(&Location::parse(&config.model.uri)?).await?;
+    let (model, model_manifest) = artifact::load(&config.location(&config.model.uri)?).await?;
     let seconds = stages.done("model");
     tracing::info!(stage = "model", version = %model_manifest.model_version, seconds, "model loaded");
 
@@ -400,7 +400,7 @@ pub async fn backfill(
     to: NaiveDate,
     overwrite: bool,
 ) -> Result<Vec<(NaiveDate, Option<Outcome>)>, JobError> {
-    let output = Location::parse(&config.output.root)?;
+    let output = config.location(&config.output.root)?;
     let mut results = Vec::new();
     for date in from.iter_days().take_while(|d| *d <= to) {
         if !overwrite && let Some(marker) = DateDir::new(&output, date).committed().await? {
