@@ -27,3 +27,7 @@ source scripts/test-servers.sh
 start_test_servers
 
 cargo test --locked "$@"
+
+# The deployment definitions (k8s/, jobs/), validated offline; uses the binary
+# the tests just built for `airflow dags test`.
+bash scripts/validate-deploy.sh
