@@ -412,6 +412,8 @@ impl Selection {
         const WORST_CHOSEN: usize = 32;
         /// Available users scanned per refill.
         const REFILL_SCAN: usize = 256;
+        /// Most chosen users one swap may drop to make room for a better one.
+        const MAX_SWAP_OUT: usize = 4;
         let value = |i: usize| instance.candidates.value[i];
         let cost = |i: usize| instance.candidates.cost[i];
         let mut changed = false;
@@ -441,16 +443,36 @@ impl Selection {
                 }
                 let leftover = instance.campaigns[c].budget - self.spend[c];
                 // Add j outright, or in place of the least valuable chosen user
-                // whose cost frees enough budget.
-                let out = if cost(j) <= leftover {
-                    None
-                } else {
-                    match worst.iter().position(|&i| self.chosen[i] && cost(j) - cost(i) <= leftover) {
-                        Some(position) => Some(position),
-                        None => continue,
+                // whose cost frees enough budget, or else of the fewest of the
+                // chosen users with the lowest value per cost that do (a
+                // costly valuable user for several cheap ones), keeping the
+                // campaign at its floor.
+                let mut outs: Vec<usize> = Vec::new();
+                if cost(j) > leftover {
+                    if let Some(position) = worst.iter().position(|&i| self.chosen[i] && cost(j) - cost(i) <= leftover) {
+                        outs.push(position);
+                    } else {
+                        let mut by_density: Vec<usize> = (0..worst.len()).filter(|&p| self.chosen[worst[p]]).collect();
+                        by_density.sort_by(|&a, &b| {
+                            instance.better((instance.density(worst[b]), worst[b]), (instance.density(worst[a]), worst[a]))
+                        });
+                        let mut freed = 0.0;
+                        for p in by_density.into_iter().take(MAX_SWAP_OUT) {
+                            outs.push(p);
+                            freed += cost(worst[p]);
+                            if cost(j) - freed <= leftover {
+                                break;
+                            }
+                        }
+                        let fits = cost(j) - freed <= leftover;
+                        let keeps_floor = self.count[c] + 1 >= instance.floor[c] + outs.len() as u64;
+                        if !(fits && keeps_floor) {
+                            continue;
+                        }
                     }
-                };
-                if value(j) - out.map_or(0.0, |p| value(worst[p])) <= 1e-12 {
+                }
+                let out_value: f64 = outs.iter().map(|&p| value(worst[p])).sum();
+                if value(j) - out_value <= 1e-12 {
                     continue;
                 }
                 // What freeing j's user costs: nothing with cap room, else the
@@ -463,11 +485,12 @@ impl Selection {
                         None => continue,
                     }
                 };
-                let gain = value(j) - loss - out.map_or(0.0, |p| value(worst[p]));
+                let gain = value(j) - loss - out_value;
                 if gain <= 1e-12 {
                     continue;
                 }
-                if let Some(position) = out {
+                outs.sort_unstable_by(|a, b| b.cmp(a));
+                for position in outs {
                     let i = worst.remove(position);
                     self.drop(instance, i);
                 }
@@ -554,6 +577,86 @@ impl Selection {
     /// one of their other assignments d there, if its campaign stays at or above
     /// its floor, or else replace d in its campaign by the most valuable available
     /// user that fits its budget. Returns ((d, replacement), value lost).
+    /// Re-solves each small campaign's choice of users as a 0/1 knapsack by
+    /// dynamic programming: its members and the unchosen candidates whose users
+    /// have cap room, values against costs rounded up to 1/`BUCKETS` of the
+    /// budget (so every solution found fits the true budget). Applied where it
+    /// beats the current members and keeps the floor. With few users a
+    /// campaign's choice is where rounding from prices and swaps lose most; with
+    /// many, taking users by value per cost is already within one user's value
+    /// of the bound, and the table (items × buckets) would be large.
+    pub fn knapsack_small_campaigns(&mut self, instance: &Instance, open: &Open) -> bool {
+        const BUCKETS: usize = 2048;
+        /// Candidates above which a campaign is left to the swaps (the table
+        /// would cost items × buckets per pass).
+        const MAX_ITEMS: usize = 512;
+        let value = |i: usize| instance.candidates.value[i];
+        let campaigns = instance.campaigns.len();
+        let mut sizes = vec![0usize; campaigns];
+        for i in 0..self.chosen.len() {
+            sizes[instance.campaign_of(i)] += 1;
+        }
+        let mut items: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
+        for i in 0..self.chosen.len() {
+            let c = instance.campaign_of(i);
+            if open.open[c] && value(i) > 0.0 && sizes[c] <= MAX_ITEMS {
+                items[c].push(i);
+            }
+        }
+        let mut changed = false;
+        for (c, all) in items.into_iter().enumerate() {
+            let budget = instance.campaigns[c].budget;
+            if all.len() > MAX_ITEMS || budget <= 0.0 {
+                continue;
+            }
+            let cap = instance.cap(instance.campaigns[c].channel);
+            let items: Vec<usize> = all.into_iter().filter(|&i| self.chosen[i] || *self.used(instance, i) < cap).collect();
+            if items.is_empty() {
+                continue;
+            }
+            let units: Vec<usize> = items
+                .iter()
+                .map(|&i| (instance.candidates.cost[i] / budget * BUCKETS as f64).ceil().max(0.0) as usize)
+                .collect();
+            let mut best = vec![0.0f64; BUCKETS + 1];
+            let mut keep = vec![false; items.len() * (BUCKETS + 1)];
+            for (n, (&i, &w)) in items.iter().zip(&units).enumerate() {
+                if w > BUCKETS {
+                    continue;
+                }
+                for room in (w..=BUCKETS).rev() {
+                    if best[room - w] + value(i) > best[room] {
+                        best[room] = best[room - w] + value(i);
+                        keep[n * (BUCKETS + 1) + room] = true;
+                    }
+                }
+            }
+            let mut room = BUCKETS;
+            let mut set = std::collections::HashSet::new();
+            for n in (0..items.len()).rev() {
+                if keep[n * (BUCKETS + 1) + room] {
+                    set.insert(items[n]);
+                    room -= units[n];
+                }
+            }
+            let current: f64 = items.iter().filter(|&&i| self.chosen[i]).map(|&i| value(i)).sum();
+            let found: f64 = set.iter().map(|&i| value(i)).sum();
+            let spend: f64 = set.iter().map(|&i| instance.candidates.cost[i]).sum();
+            if found <= current + 1e-12 || (set.len() as u64) < instance.floor[c] || spend > budget {
+                continue;
+            }
+            for &i in &items {
+                match (self.chosen[i], set.contains(&i)) {
+                    (true, false) => self.drop(instance, i),
+                    (false, true) => self.take_unchecked(instance, i),
+                    _ => {}
+                }
+            }
+            changed = true;
+        }
+        changed
+    }
+
     fn cheapest_exit(&mut self, instance: &Instance, j: usize, unchosen: &[Vec<usize>]) -> Option<((usize, Option<usize>), f64)> {
         /// Available users scanned for a replacement.
         const REPLACEMENT_SCAN: usize = 64;

@@ -9,7 +9,8 @@
 //! shrink the feasible set). Prices are searched per campaign by bisection until
 //! each budget binds or its price is zero. The primal is built from the prices,
 //! repaired to budgets, filled by value per cost, settled against floors (rescuing
-//! a short campaign before withholding it), and improved by local search.
+//! a short campaign before withholding it), and improved by local search (swaps,
+//! and an exact-by-DP knapsack for each campaign with few candidates).
 
 use rayon::prelude::*;
 
@@ -155,7 +156,9 @@ fn primal(instance: &Instance, lambda: &[f64], order: &[u32], open: &mut Open) -
     selection.fill(instance, order, open);
     settle_floors(&mut selection, instance, order, open);
     for _ in 0..IMPROVEMENT_PASSES {
-        if !selection.improve(instance, open) {
+        let swapped = selection.improve(instance, open);
+        let packed = selection.knapsack_small_campaigns(instance, open);
+        if !(swapped || packed) {
             break;
         }
         selection.fill(instance, order, open);

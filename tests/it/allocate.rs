@@ -132,15 +132,16 @@ fn summary(mut ratios: Vec<f64>) -> (f64, f64) {
     (ratios[0], ratios[ratios.len() / 2])
 }
 
-/// The Lagrangian solver against the exact optimum on 200 reference instances:
+/// The Lagrangian solver against the exact optimum on 400 reference instances:
 /// its dual bound is never below the optimum and its primal never above it.
-/// Issue 5 asks for at least 99% of the optimum on every instance; today the
-/// worst is 98.6% (median 99.9%), so this guards the level reached (98%) and
-/// prints the figures; the 99% target is still open.
+/// Two sets of 200 (cases 1000–1199 and 5000–5199). Issue 5 asks for at least
+/// 99% of the optimum on every instance: the first set reaches it (worst 99.1%),
+/// the second not (worst 98.5%, 4 cases below 99%; median 100.0% on both), so
+/// this guards the level reached (98%) and prints the figures and the cases below.
 #[test]
 fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
     let (mut lagrangian, mut greedy) = (Vec::new(), Vec::new());
-    for n in 1000..1200 {
+    for n in (1000..1200).chain(5000..5200) {
         let (specs, candidates, limits) = case(n);
         let optimum = exact_optimum(&specs, &candidates, limits);
         let a = allocate(&specs, &candidates, &options(Solver::Lagrangian, limits)).unwrap();
@@ -149,6 +150,9 @@ fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
         assert!(dual >= optimum * (1.0 - 1e-7) - 1e-9, "case {n}: dual bound {dual} below the optimum {optimum}");
         assert!(a.primal <= optimum * (1.0 + 1e-7) + 1e-9, "case {n}: primal {} above the optimum {optimum}", a.primal);
         let ratio = |v: f64| if optimum > 0.0 { v / optimum } else { 1.0 };
+        if ratio(a.primal) < 0.99 {
+            println!("case {n}: lagrangian/optimum {:.4}", ratio(a.primal));
+        }
         lagrangian.push(ratio(a.primal));
         greedy.push(ratio(g.primal));
     }
@@ -156,7 +160,7 @@ fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
     let (l_worst, l_median) = summary(lagrangian);
     let (g_worst, g_median) = summary(greedy);
     println!(
-        "reference, 200 instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4} ({below} below 0.99); \
+        "reference, 400 instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4} ({below} below 0.99); \
          greedy/optimum worst {g_worst:.4} median {g_median:.4}"
     );
     assert!(l_worst >= 0.98, "lagrangian worst ratio {l_worst:.4} (median {l_median:.4})");
@@ -219,4 +223,5 @@ fn bad_candidates_are_rejected_by_name() {
         Err(AllocateError::LengthMismatch { cost: 0, .. })
     ));
 }
+
 
