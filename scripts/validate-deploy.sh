@@ -73,6 +73,7 @@ if "$airflow" dags list-import-errors --local 2>/dev/null | grep -q "audience_da
 fi
 
 bin="${AUDIENCE_BIN:-$CARGO_TARGET_DIR/debug/audience}"
+[ -x "$bin" ] || cargo build --locked --bin audience
 demo="$work/demo"
 "$bin" generate --out "$demo/world" --users 20000 --podcasts 500 --campaigns 60 --impressions 200000 >/dev/null 2>"$work/generate.log"
 "$bin" train --data "$demo/world" --out "$demo/model" --epochs 2 >/dev/null 2>"$work/train.log"
