@@ -4,7 +4,8 @@
 #      and validated, strictly, against the Kubernetes schemas (kubernetes-validate);
 #   2. jobs/argo/: validated against Argo's API models (scripts/validate/argo.py);
 #   3. jobs/airflow/: the DAG file imported by real Airflow with no import error,
-#      and `airflow dags test audience_local` committing a run of a small demo world.
+#      and `airflow dags test audience_local` committing a run of a small demo world;
+#   4. k8s/base/audience.toml: parsed and checked by `audience validate --config`.
 # Tools are installed once into ${AUDIENCE_CACHE:-~/.cache/audience}/tools.
 # Exits non-zero on the first broken definition. Needs the audience binary built
 # (AUDIENCE_BIN, default $CARGO_TARGET_DIR/debug/audience).
@@ -51,7 +52,7 @@ done
 echo "== jobs/argo: Argo API models"
 "$tools/k8sval/bin/python" scripts/validate/argo.py jobs/argo/*.yaml
 
-echo "== jobs/airflow: import and dags test"
+echo "== jobs/airflow: import"
 export AIRFLOW_HOME="$work/airflow" AIRFLOW__CORE__DAGS_FOLDER="$PWD/jobs/airflow" AIRFLOW__CORE__LOAD_EXAMPLES=False
 airflow="$tools/airflow/bin/airflow"
 "$airflow" db migrate >"$work/airflow-db.log" 2>&1 || { cat "$work/airflow-db.log"; exit 1; }
@@ -77,6 +78,13 @@ bin="${AUDIENCE_BIN:-$CARGO_TARGET_DIR/debug/audience}"
 demo="$work/demo"
 "$bin" generate --out "$demo/world" --users 20000 --podcasts 500 --campaigns 60 --impressions 200000 >/dev/null 2>"$work/generate.log"
 "$bin" train --data "$demo/world" --out "$demo/model" --epochs 2 >/dev/null 2>"$work/train.log"
+
+echo "== k8s/base/audience.toml: the CronJob's config, checked by the CLI"
+AUDIENCE_INPUTS="$demo/world" AUDIENCE_MODEL="$demo/model" AUDIENCE_OUTPUT="$demo/audiences" \
+  "$bin" validate --config k8s/base/audience.toml >/dev/null
+echo "valid k8s/base/audience.toml"
+
+echo "== jobs/airflow: dags test"
 AUDIENCE_BIN="$bin" AUDIENCE_DEMO_DIR="$demo" "$airflow" dags test audience_local 2026-06-01 >"$work/dags-test.log" 2>&1 \
   || { tail -n 60 "$work/dags-test.log"; exit 1; }
 grep -E "running .*audience run|committed:|DagRun Finished" "$work/dags-test.log" | sed 's/^/  /' | cut -c1-200
