@@ -141,6 +141,18 @@ impl StorageOptions {
     }
 }
 
+/// Applies `options` (one client's `object_store` config keys) to its builder.
+fn configure<B, K: FromStr>(
+    builder: B,
+    options: &BTreeMap<String, String>,
+    with_config: impl Fn(B, K, &str) -> B,
+) -> Result<B, String> {
+    options.iter().try_fold(builder, |builder, (key, value)| {
+        let key = K::from_str(key).map_err(|_| format!("unknown storage option {key:?}"))?;
+        Ok(with_config(builder, key, value))
+    })
+}
+
 /// A store plus a prefix in it: a world root, a table, an output directory.
 #[derive(Clone)]
 pub struct Location {
@@ -192,25 +204,20 @@ impl Location {
             }
             "s3" | "s3a" => {
                 let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
-                let mut builder = object_store::aws::AmazonS3Builder::from_env();
-                for (key, value) in &options.s3 {
-                    builder = builder.with_config(key.parse().map_err(|_| bad(&format!("unknown S3 option {key:?}")))?, value);
-                }
+                let builder = configure(object_store::aws::AmazonS3Builder::from_env(), &options.s3, |b, k, v| b.with_config(k, v))
+                    .map_err(|e| bad(&e))?;
                 Arc::new(builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?)
             }
             "gs" => {
                 let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env();
-                for (key, value) in &options.gcs {
-                    builder = builder.with_config(key.parse().map_err(|_| bad(&format!("unknown GCS option {key:?}")))?, value);
-                }
+                let builder = configure(object_store::gcp::GoogleCloudStorageBuilder::from_env(), &options.gcs, |b, k, v| b.with_config(k, v))
+                    .map_err(|e| bad(&e))?;
                 Arc::new(builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?)
             }
             "az" | "azure" | "abfs" | "abfss" => {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env();
-                for (key, value) in &options.azure {
-                    builder = builder.with_config(key.parse().map_err(|_| bad(&format!("unknown Azure option {key:?}")))?, value);
-                }
+                let builder =
+                    configure(object_store::azure::MicrosoftAzureBuilder::from_env(), &options.azure, |b, k, v| b.with_config(k, v))
+                        .map_err(|e| bad(&e))?;
                 Arc::new(builder.with_url(url.as_str()).build().map_err(|e| bad(&e.to_string()))?)
             }
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
