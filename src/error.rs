@@ -83,6 +83,7 @@ fn datafusion_exit_code(error: &datafusion::error::DataFusionError) -> ExitCode 
     use datafusion::error::DataFusionError as D;
     match error.find_root() {
         D::Plan(_) | D::SchemaError(..) | D::ArrowError(..) => ExitCode::Invalid,
+        D::Internal(_) => ExitCode::Internal,
         _ => ExitCode::Transient,
     }
 }

@@ -4,12 +4,15 @@
 //! Dependencies point one way: `contract` (the data contract) and `storage`
 //! (object stores) are the floor; `world` (the synthetic world generator) builds
 //! on both; `allocate` (budgets, caps, floors) is pure and imports neither
-//! DataFusion nor object_store; `error` maps every layer's errors to the
+//! DataFusion nor object_store; `cluster` (the Ballista engine) builds on
+//! `scoring` and is used by `job` only; `error` maps every layer's errors to the
 //! documented exit codes.
 
 pub mod allocate;
+pub mod cluster;
 pub mod contract;
 pub mod error;
+pub mod failpoint;
 pub mod hashing;
 pub mod job;
 pub mod measure;

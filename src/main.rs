@@ -7,7 +7,9 @@ use std::process::ExitCode as ProcessExit;
 use anyhow::Context;
 use audience::allocate::Solver;
 use audience::contract::validate::validate_world;
-use audience::storage::Location;
+use audience::cluster;
+use audience::cluster::process::{ExecutorOptions, SchedulerOptions};
+use audience::storage::{Location, StorageOptions};
 use std::path::PathBuf;
 
 use audience::job;
@@ -137,6 +139,62 @@ enum Command {
     Bench {
         #[command(subcommand)]
         bench: Bench,
+    },
+    /// A Ballista scheduler that can plan the job's scoring (engine = "ballista").
+    Scheduler {
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// The host executors and clients reach this scheduler at.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+        /// gRPC port; /healthz and /readyz are served on it too.
+        #[arg(long, default_value_t = 50050)]
+        bind_port: u16,
+        /// An executor silent for this long is declared lost and its tasks rerun elsewhere.
+        #[arg(long, default_value_t = 60)]
+        executor_timeout_seconds: u64,
+        /// Attempts per task before the job fails.
+        #[arg(long, default_value_t = 4)]
+        task_max_failures: usize,
+        /// A job config whose [storage.*] settings apply to this process's object stores.
+        #[arg(long)]
+        storage_config: Option<PathBuf>,
+    },
+    /// A Ballista executor that can run the job's scoring tasks.
+    Executor {
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// The host the scheduler and other executors reach this executor at (a pod's IP).
+        #[arg(long, env = "AUDIENCE_EXECUTOR_EXTERNAL_HOST")]
+        external_host: Option<String>,
+        #[arg(long, default_value = "localhost")]
+        scheduler_host: String,
+        #[arg(long, default_value_t = 50050)]
+        scheduler_port: u16,
+        /// Arrow Flight port (shuffle data and results).
+        #[arg(long, default_value_t = 50051)]
+        bind_port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// /healthz and /readyz (ready once registered with the scheduler).
+        #[arg(long, default_value_t = 8080)]
+        health_port: u16,
+        /// Concurrent tasks (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        task_slots: usize,
+        /// Shuffle and spill files (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<String>,
+        /// Memory for DataFusion's operators: bytes, or with KiB, MiB, GiB
+        /// (default: a share of the machine's or cgroup's memory).
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<u64>,
+        #[arg(long, default_value_t = 15)]
+        heartbeat_seconds: u64,
+        /// A job config whose [storage.*] settings apply to this process's object stores.
+        #[arg(long)]
+        storage_config: Option<PathBuf>,
     },
     /// The end-to-end demo on local storage: generate a world, train a model,
     /// run the job for the world's run date, print the audiences' summary.
@@ -296,6 +354,28 @@ fn main() -> ProcessExit {
     }
 }
 
+/// `6GiB`, `512MiB`, `64KiB` or plain bytes.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (digits, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let scale: u64 = match unit {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("{text:?}: use bytes or a number with KiB, MiB or GiB")),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?}: use bytes or a number with KiB, MiB or GiB"))?;
+    number.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// The [storage.*] settings of a job config (none without one).
+fn storage_options(config: Option<&std::path::Path>) -> Result<StorageOptions, Error> {
+    match config {
+        Some(path) => Ok(JobConfig::load(path).map_err(JobError::from)?.storage),
+        None => Ok(StorageOptions::default()),
+    }
+}
+
 fn report(error: &anyhow::Error, code: ExitCode) -> ProcessExit {
     eprintln!("error: {error:#}");
     ProcessExit::from(code as u8)
@@ -435,6 +515,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             audience::scoring::bench::run(&audience::scoring::bench::BenchOptions { users, campaigns, naive_users, data }).await?;
             println!("{}", audience::measure::peak_rss_line());
+        }
+        Command::Scheduler { bind_host, external_host, bind_port, executor_timeout_seconds, task_max_failures, storage_config } => {
+            let storage = storage_options(storage_config.as_deref())?;
+            let options = SchedulerOptions { bind_host, external_host, port: bind_port, executor_timeout_seconds, task_max_failures, storage };
+            cluster::process::scheduler(options).await?;
+        }
+        Command::Executor {
+            bind_host,
+            external_host,
+            scheduler_host,
+            scheduler_port,
+            bind_port,
+            grpc_port,
+            health_port,
+            task_slots,
+            work_dir,
+            memory_limit,
+            heartbeat_seconds,
+            storage_config,
+        } => {
+            let storage = storage_options(storage_config.as_deref())?;
+            let options = ExecutorOptions {
+                bind_host,
+                external_host,
+                port: bind_port,
+                grpc_port,
+                health_port,
+                scheduler_host,
+                scheduler_port,
+                task_slots,
+                work_dir,
+                memory_limit,
+                heartbeat_seconds: heartbeat_seconds.max(1),
+                storage,
+            };
+            cluster::process::executor(options).await?;
         }
         Command::Demo { out, world, epochs } => {
             if epochs == 0 {

@@ -14,11 +14,18 @@ use crate::storage::Location;
 /// A session configured by `config` with `tables` of the world at `root` registered.
 pub async fn session(root: &Location, tables: &[Table], config: SessionConfig) -> datafusion::error::Result<SessionContext> {
     let ctx = SessionContext::new_with_config(config);
+    register(&ctx, root, tables).await?;
+    Ok(ctx)
+}
+
+/// Registers the store behind `root` and `tables` of its world with `ctx`
+/// (a local session, or one whose plans run on a Ballista cluster).
+pub async fn register(ctx: &SessionContext, root: &Location, tables: &[Table]) -> datafusion::error::Result<()> {
     ctx.register_object_store(&root.store_url(), Arc::clone(root.store()));
     for &table in tables {
         let url = format!("{}/", root.join(table.name()).url());
         // Data files end in `.parquet`; marker files such as `_SUCCESS` do not.
         ctx.register_parquet(table.name(), &url, ParquetReadOptions::default()).await?;
     }
-    Ok(ctx)
+    Ok(())
 }

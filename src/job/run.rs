@@ -1,5 +1,5 @@
 //! One run of the nightly job: fingerprint → (no-op if committed) → validate →
-//! eligibility + fused scoring → allocation → write audiences → manifest →
+//! eligibility + fused scoring (in process, or on a Ballista cluster) → allocation → write audiences → manifest →
 //! commit. One structured log line per stage with counts and durations.
 
 use std::collections::BTreeMap;
@@ -12,19 +12,17 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::commit::{Commit, DateDir, Fingerprint, MANIFEST_FILE, Marker};
-use super::config::JobConfig;
+use super::config::{EngineKind, JobConfig};
 use crate::allocate::{self, CampaignSpec, Candidates, Options as AllocateOptions};
+use crate::cluster::client::Cluster;
 use crate::contract::validate::validate_world;
 use crate::contract::{CAMPAIGN_ID_PATTERN, Table};
+use crate::failpoint;
 use crate::model::artifact;
 use crate::model::dataset::fingerprint;
 use crate::model::network::TASKS;
 use crate::scoring::{ScoreOptions, Scored, score};
 use crate::storage::Location;
-
-/// Environment variable that makes a run fail at a named point (tests and
-/// drills): `before-commit` fails after the data and manifest are written.
-pub const FAILPOINT_ENV: &str = "AUDIENCE_FAILPOINT";
 
 #[derive(Debug, Clone)]
 pub struct RunFlags {
@@ -67,7 +65,7 @@ pub enum JobError {
         "{date} was already committed by run {run} with different inputs or config ({what}); rerun with --overwrite to replace it"
     )]
     Conflict { date: String, run: String, what: String },
-    #[error("failpoint {0} reached ({FAILPOINT_ENV})")]
+    #[error("failpoint {0} reached (AUDIENCE_FAILPOINT)")]
     Failpoint(String),
 }
 
@@ -197,7 +195,18 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         hour: config.scoring.hour,
         ..ScoreOptions::new(flags.date)
     };
-    let scored = score(&inputs, &model, &options).await?;
+    let scored = match config.engine.kind {
+        EngineKind::Local => score(&inputs, &model, &options).await?,
+        EngineKind::Ballista => {
+            let cluster = Cluster {
+                scheduler: config.engine.scheduler.as_deref().expect("checked when the config was loaded"),
+                storage: &config.storage,
+                model_uri: &config.model.uri,
+                model_version: &model_manifest.model_version,
+            };
+            crate::cluster::client::score(&cluster, &inputs, &model, &options).await?
+        }
+    };
     let id_pattern = regex::Regex::new(CAMPAIGN_ID_PATTERN).expect("valid pattern");
     if let Some(bad) = scored.campaigns.iter().find(|c| !id_pattern.is_match(&c.campaign_id)) {
         return Err(JobError::UnsafeCampaignId(bad.campaign_id.clone()));
@@ -254,7 +263,7 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     };
     let manifest_location = run_dir.join(MANIFEST_FILE);
     manifest_location.write(serde_json::to_vec_pretty(&manifest).expect("manifest serialises")).await?;
-    if std::env::var(FAILPOINT_ENV).as_deref() == Ok("before-commit") {
+    if failpoint::armed("before-commit") {
         return Err(JobError::Failpoint("before-commit".into()));
     }
 

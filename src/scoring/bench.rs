@@ -135,7 +135,7 @@ async fn world_date(root: &Location) -> anyhow::Result<NaiveDate> {
 /// Pairs per second of the plain forward pass on concatenated per-pair
 /// features, over the eligible pairs of the first `users` users (best of 3).
 async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) -> anyhow::Result<(f64, usize)> {
-    let (ctx, prepared) = prepare(root, model, &ScoreOptions::new(date)).await?;
+    let (ctx, prepared) = prepare(root, &super::ModelParts::of(model)?, &ScoreOptions::new(date)).await?;
     let batch = ctx.sql(&format!("SELECT * FROM users ORDER BY user_id LIMIT {users}")).await?.collect().await?;
     let batch = arrow::compute::concat_batches(&batch[0].schema(), &batch)?;
     let encoded = encode_users(&model.spec, "users", &batch)?;

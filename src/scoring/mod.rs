@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::storage::Location;
 use eligibility::{ActiveCampaign, Eligibility, active_campaigns, follows_of};
 use pool::{Candidate, Pool};
-use scorer::{PartitionScorer, Prepared, ScoreBatchError};
+use scorer::{PartitionResult, PartitionScorer, Prepared, ScoreBatchError};
 
 #[derive(Debug, Clone)]
 pub struct ScoreOptions {
@@ -126,7 +126,7 @@ pub fn candidates_schema() -> SchemaRef {
 }
 
 /// The columns of `users` the scorer reads.
-const USER_COLUMNS: [&str; 11] = [
+pub const USER_COLUMNS: [&str; 11] = [
     "user_id",
     "country",
     "age_bucket",
@@ -140,15 +140,30 @@ const USER_COLUMNS: [&str; 11] = [
     "genre_affinity",
 ];
 
-fn cores() -> usize {
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What scoring needs of a model, as plain data (a `Model` holds libtorch
+/// tensors and cannot be shared between threads).
+#[derive(Clone)]
+pub struct ModelParts {
+    pub spec: crate::model::features::FeatureSpec,
+    pub architecture: crate::model::network::Architecture,
+    pub weights: Vec<u8>,
+}
+
+impl ModelParts {
+    pub fn of(model: &Model) -> Result<ModelParts, ModelError> {
+        Ok(ModelParts { spec: model.spec.clone(), architecture: model.architecture.clone(), weights: model.weights()? })
+    }
 }
 
 /// The session and what every partition shares: active campaigns and their
 /// features, the pair rules, the model's weights and the pool sizes.
 pub async fn prepare(
     root: &Location,
-    model: &Model,
+    model: &ModelParts,
     options: &ScoreOptions,
 ) -> Result<(SessionContext, Arc<Prepared>), ScoreError> {
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
@@ -177,7 +192,7 @@ pub async fn prepare(
         campaign_rows,
         model_spec: model.spec.clone(),
         architecture: model.architecture.clone(),
-        weights: model.weights()?,
+        weights: model.weights.clone(),
         thresholds: capacities.iter().map(|_| Default::default()).collect(),
         capacities,
         hour: options.hour,
@@ -190,7 +205,7 @@ pub async fn prepare(
 pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Result<Scored, ScoreError> {
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
-    let (ctx, prepared) = prepare(root, model, options).await?;
+    let (ctx, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
     let cores = cores();
     let partitions = ctx.state().config().target_partitions();
     // Partitions own the cores; libtorch gets what is left per partition.
@@ -219,12 +234,24 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
             Ok::<_, ScoreError>(scorer.finish())
         }));
     }
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await??);
+    }
+    if let Ok(progress) = Arc::try_unwrap(progress) {
+        progress.into_inner().expect("progress lock").finish();
+    }
+    Ok(merge(prepared, results, started))
+}
+
+/// One candidate table from the partitions' pools and counts (any split of
+/// the users gives the same table: pools order candidates totally).
+pub fn merge(prepared: Arc<Prepared>, results: Vec<PartitionResult>, started: Instant) -> Scored {
     let campaigns = prepared.campaigns.len();
     let mut pools: Vec<Pool> = prepared.capacities.iter().map(|&c| Pool::new(c)).collect();
     let mut eligible = vec![0u64; campaigns];
     let (mut scored_users, mut all_head_pairs) = (0, 0);
-    for task in tasks {
-        let result = task.await??;
+    for result in results {
         scored_users += result.users;
         all_head_pairs += result.all_head_pairs;
         for (c, pool) in result.pools.into_iter().enumerate() {
@@ -232,18 +259,14 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
             eligible[c] += result.eligible[c];
         }
     }
-    if let Ok(progress) = Arc::try_unwrap(progress) {
-        progress.into_inner().expect("progress lock").finish();
-    }
-    let prepared = Arc::try_unwrap(prepared).ok().expect("all partitions finished");
-    Ok(Scored {
-        campaigns: prepared.campaigns,
+    Scored {
+        campaigns: prepared.campaigns.clone(),
         eligible,
         pools: pools.into_iter().map(Pool::into_sorted).collect(),
         users: scored_users,
         all_head_pairs,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }
 
 async fn count_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> Result<u64, DataFusionError> {

@@ -16,19 +16,19 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::helpers::*;
 use crate::model::{learnable_config, learnable_world};
 
-struct Setup {
-    dir: tempfile::TempDir,
-    world: PathBuf,
-    model: PathBuf,
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub world: PathBuf,
+    pub model: PathBuf,
 }
 
 impl Setup {
-    fn output(&self) -> PathBuf {
+    pub fn output(&self) -> PathBuf {
         self.dir.path().join("out")
     }
 
     /// Writes a config (with `extra` TOML appended) and returns its path.
-    fn config(&self, name: &str, extra: &str) -> PathBuf {
+    pub fn config(&self, name: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         let text = format!(
             "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n{extra}",
@@ -40,11 +40,11 @@ impl Setup {
         path
     }
 
-    fn date_dir(&self) -> PathBuf {
+    pub fn date_dir(&self) -> PathBuf {
         self.output().join(format!("dt={}", learnable_config().run_date))
     }
 
-    fn run_dirs(&self) -> Vec<String> {
+    pub fn run_dirs(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.date_dir()) else { return Vec::new() };
         let mut runs: Vec<String> = entries
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -55,7 +55,7 @@ impl Setup {
     }
 }
 
-async fn setup() -> Setup {
+pub async fn setup() -> Setup {
     let (dir, world) = learnable_world().await;
     let model = dir.path().join("model");
     let options = TrainOptions { max_epochs: 1, validation_days: 2, test_days: 2, ..TrainOptions::default() };
@@ -63,7 +63,7 @@ async fn setup() -> Setup {
     Setup { dir, world, model }
 }
 
-fn audience(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn audience(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_audience"));
     command.args(args).env("RUST_LOG", "warn");
     for (k, v) in env {
@@ -79,7 +79,7 @@ fn run(config: &Path, extra: &[&str]) -> Output {
     audience(&args, &[])
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -2,6 +2,7 @@
 
 mod allocate;
 mod cli;
+mod cluster;
 mod cloud;
 mod generate;
 mod helpers;

@@ -1,0 +1,133 @@
+//! One partition's scoring result as Arrow rows, so executors can return it
+//! through Ballista: its pools' candidates plus its counts (eligible pairs per
+//! campaign, users scored, pairs that got all five heads). Decoding rebuilds
+//! the same pools, so the client merges them exactly as the local engine does.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Float32Array, Float64Array, Int64Array, RecordBatch, UInt8Array, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type};
+
+use crate::hashing::hash_bytes;
+use crate::model::network::TASKS;
+use crate::scoring::pool::{Candidate, Pool};
+use crate::scoring::scorer::{PartitionResult, Prepared};
+
+/// What a row holds.
+const CANDIDATE: u8 = 0;
+/// `count` = eligible pairs of `campaign`.
+const ELIGIBLE: u8 = 1;
+/// `count` = users scored by the partition.
+const USERS: u8 = 2;
+/// `count` = pairs that got all five heads.
+const ALL_HEAD_PAIRS: u8 = 3;
+
+pub fn schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("kind", DataType::UInt8, false),
+        Field::new("campaign", DataType::UInt32, false),
+        Field::new("user_id", DataType::Int64, false),
+    ];
+    fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
+    fields.push(Field::new("p_objective", DataType::Float32, false));
+    fields.push(Field::new("value", DataType::Float64, false));
+    fields.push(Field::new("count", DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
+}
+
+#[derive(Default)]
+struct Rows {
+    kind: Vec<u8>,
+    campaign: Vec<u32>,
+    user_id: Vec<i64>,
+    probabilities: [Vec<f32>; 5],
+    p_objective: Vec<f32>,
+    value: Vec<f64>,
+    count: Vec<u64>,
+}
+
+impl Rows {
+    fn push(&mut self, kind: u8, campaign: usize, candidate: Option<&Candidate>, count: u64) {
+        self.kind.push(kind);
+        self.campaign.push(campaign as u32);
+        self.user_id.push(candidate.map_or(0, |c| c.user_id));
+        for (task, column) in self.probabilities.iter_mut().enumerate() {
+            column.push(candidate.map_or(0.0, |c| c.probabilities[task]));
+        }
+        self.p_objective.push(candidate.map_or(0.0, |c| c.p_objective));
+        self.value.push(candidate.map_or(0.0, |c| c.value));
+        self.count.push(count);
+    }
+}
+
+/// The rows of one partition's result.
+pub fn encode(result: PartitionResult) -> RecordBatch {
+    let mut rows = Rows::default();
+    rows.push(USERS, 0, None, result.users);
+    rows.push(ALL_HEAD_PAIRS, 0, None, result.all_head_pairs);
+    for (c, (pool, eligible)) in result.pools.into_iter().zip(result.eligible).enumerate() {
+        rows.push(ELIGIBLE, c, None, eligible);
+        for candidate in pool.into_sorted() {
+            rows.push(CANDIDATE, c, Some(&candidate), 0);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt8Array::from(rows.kind)),
+        Arc::new(UInt32Array::from(rows.campaign)),
+        Arc::new(Int64Array::from(rows.user_id)),
+    ];
+    columns.extend(rows.probabilities.into_iter().map(|p| Arc::new(Float32Array::from(p)) as ArrayRef));
+    columns.push(Arc::new(Float32Array::from(rows.p_objective)));
+    columns.push(Arc::new(Float64Array::from(rows.value)));
+    columns.push(Arc::new(UInt64Array::from(rows.count)));
+    RecordBatch::try_new(schema(), columns).expect("columns match the schema")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a scoring partition's result is malformed: {0}")]
+pub struct Malformed(String);
+
+/// Adds the rows of `batch` to `result` (one result may gather any number of
+/// partitions' rows: pools keep the best, counts add up).
+pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut PartitionResult) -> Result<(), Malformed> {
+    if batch.schema().fields() != schema().fields() {
+        return Err(Malformed(format!("schema {:?}", batch.schema())));
+    }
+    let column = |i: usize| batch.column(i);
+    let kind = column(0).as_primitive::<UInt8Type>();
+    let campaign = column(1).as_primitive::<UInt32Type>();
+    let user_id = column(2).as_primitive::<Int64Type>();
+    let probabilities: Vec<&arrow::array::Float32Array> = (3..8).map(|i| column(i).as_primitive::<Float32Type>()).collect();
+    let p_objective = column(8).as_primitive::<Float32Type>();
+    let value = column(9).as_primitive::<Float64Type>();
+    let count = column(10).as_primitive::<UInt64Type>();
+    let campaigns = prepared.campaigns.len();
+    for row in 0..batch.num_rows() {
+        let c = campaign.value(row) as usize;
+        if c >= campaigns {
+            return Err(Malformed(format!("campaign index {c} of {campaigns}")));
+        }
+        match kind.value(row) {
+            USERS => result.users += count.value(row),
+            ALL_HEAD_PAIRS => result.all_head_pairs += count.value(row),
+            ELIGIBLE => result.eligible[c] += count.value(row),
+            CANDIDATE => {
+                let p: [f32; 5] = std::array::from_fn(|task| probabilities[task].value(row));
+                let seed = hash_bytes(prepared.campaigns[c].campaign_id.as_bytes());
+                result.pools[c].offer(Candidate::new(user_id.value(row), seed, value.value(row), p_objective.value(row), p));
+            }
+            other => return Err(Malformed(format!("row kind {other}"))),
+        }
+    }
+    Ok(())
+}
+
+/// An empty result with `prepared`'s pool sizes, to decode into.
+pub fn empty(prepared: &Prepared) -> PartitionResult {
+    PartitionResult {
+        pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
+        eligible: vec![0; prepared.campaigns.len()],
+        users: 0,
+        all_head_pairs: 0,
+    }
+}

@@ -1,0 +1,368 @@
+//! The Ballista engine: a scheduler and executors started as separate
+//! `audience` processes on 127.0.0.1, the job run against them, and what it
+//! commits compared row for row with a local-engine run. Also: an executor
+//! killed mid-stage, and the plan codecs and planner resolving the job's
+//! operators the way the scheduler and executors do.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::util::display::array_value_to_string;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::job::{Setup, setup, stderr};
+use crate::model::learnable_config;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The HTTP status of `GET path` on 127.0.0.1:`port`, if it answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(name: &str, args: &[String], env: &[(&str, &str)], logs: &Path) -> Process {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_audience"));
+        command.args(args).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(file);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Process { name: name.to_string(), child: command.spawn().unwrap(), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited with {status}:\n{}", self.name, self.log());
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scheduler and executors, each its own process; stopped when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    scheduler_port: u16,
+    scheduler: Process,
+    executors: Vec<Process>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let scheduler_port = free_port();
+        let args: Vec<String> = [
+            "scheduler",
+            "--bind-host",
+            "127.0.0.1",
+            "--external-host",
+            "127.0.0.1",
+            "--bind-port",
+            &scheduler_port.to_string(),
+            "--executor-timeout-seconds",
+            "5",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut scheduler = Process::start("scheduler", &args, &[], dir.path());
+        wait_until("the scheduler's /healthz", Duration::from_secs(60), || {
+            scheduler.assert_running();
+            http_status(scheduler_port, "/healthz") == Some(200)
+        });
+        Cluster { dir, scheduler_port, scheduler, executors: Vec::new() }
+    }
+
+    /// Starts an executor (with `env`) and waits until it is registered.
+    fn add_executor(&mut self, env: &[(&str, &str)]) {
+        let name = format!("executor-{}", self.executors.len());
+        let work = self.dir.path().join(&name);
+        std::fs::create_dir_all(&work).unwrap();
+        let health = free_port();
+        let args: Vec<String> = [
+            "executor".to_string(),
+            "--bind-host=127.0.0.1".into(),
+            "--external-host=127.0.0.1".into(),
+            "--scheduler-host=127.0.0.1".into(),
+            format!("--scheduler-port={}", self.scheduler_port),
+            format!("--bind-port={}", free_port()),
+            format!("--grpc-port={}", free_port()),
+            format!("--health-port={health}"),
+            "--task-slots=1".into(),
+            format!("--work-dir={}", work.display()),
+            "--heartbeat-seconds=1".into(),
+        ]
+        .to_vec();
+        let mut executor = Process::start(&name, &args, env, self.dir.path());
+        wait_until(&format!("{name}'s /readyz"), Duration::from_secs(60), || {
+            executor.assert_running();
+            http_status(health, "/readyz") == Some(200)
+        });
+        self.executors.push(executor);
+    }
+
+    fn url(&self) -> String {
+        format!("df://127.0.0.1:{}", self.scheduler_port)
+    }
+
+    fn logs(&self) -> String {
+        let mut all = format!("--- scheduler\n{}", self.scheduler.log());
+        for e in &self.executors {
+            all.push_str(&format!("--- {}\n{}", e.name, e.log()));
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for e in &mut self.executors {
+            e.kill();
+        }
+        self.scheduler.kill();
+    }
+}
+
+/// A job config writing to `output`, with `engine` as its `[engine]` table.
+fn config(setup: &Setup, name: &str, output: &Path, engine: &str) -> PathBuf {
+    let path = setup.dir.path().join(name);
+    let text = format!(
+        "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n[scoring]\nbatch_rows = 512\n[engine]\n{engine}\n",
+        setup.world.display(),
+        setup.model.display(),
+        output.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn date_dir(output: &Path) -> PathBuf {
+    output.join(format!("dt={}", learnable_config().run_date))
+}
+
+fn run(config: &Path, extra: &[&str]) -> Output {
+    let date = learnable_config().run_date.to_string();
+    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
+    args.extend(extra);
+    crate::job::audience(&args, &[])
+}
+
+/// Every committed audience row, every column, as text (floats print in full).
+fn committed_rows(output: &Path) -> Vec<String> {
+    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(date_dir(output).join("_SUCCESS")).unwrap()).unwrap();
+    let audiences = date_dir(output).join(format!("run={}", marker["run_id"].as_str().unwrap())).join("audiences");
+    let mut rows = Vec::new();
+    for campaign in std::fs::read_dir(audiences).unwrap() {
+        for file in std::fs::read_dir(campaign.unwrap().path()).unwrap() {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.unwrap().path()).unwrap()).unwrap();
+            for batch in reader.build().unwrap() {
+                let batch = batch.unwrap();
+                for row in 0..batch.num_rows() {
+                    let cells: Vec<String> = batch.columns().iter().map(|c| array_value_to_string(c, row).unwrap()).collect();
+                    rows.push(cells.join("|"));
+                }
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+const PARTITIONS: &str = "partitions = 2";
+
+#[tokio::test]
+async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine() {
+    let setup = setup().await;
+    let local_out = setup.dir.path().join("local");
+    let local = run(&config(&setup, "local.toml", &local_out, PARTITIONS), &[]);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[]);
+    cluster.add_executor(&[]);
+    let cluster_out = setup.dir.path().join("cluster");
+    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
+    let on_cluster = config(&setup, "cluster.toml", &cluster_out, &engine);
+    let first = run(&on_cluster, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}\n{}", stderr(&first), cluster.logs());
+    let expected = committed_rows(&local_out);
+    assert!(!expected.is_empty());
+    assert_eq!(committed_rows(&cluster_out), expected, "cluster and local audiences differ");
+
+    // Both executors ran scoring tasks, and a second scoring job reuses each
+    // executor's cached model: fetched at most once per executor.
+    let again = run(&on_cluster, &["--overwrite"]);
+    assert_eq!(again.status.code(), Some(0), "{}\n{}", stderr(&again), cluster.logs());
+    assert_eq!(committed_rows(&cluster_out), expected);
+    let prepared: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("scoring state prepared").count()).collect();
+    let fetched: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("model fetched").count()).collect();
+    eprintln!("scoring states prepared per executor {prepared:?}, models fetched {fetched:?}");
+    assert!(prepared.iter().all(|&n| n >= 1), "every executor scored a partition: {prepared:?}\n{}", cluster.logs());
+    assert!(fetched.iter().all(|&n| n <= 1), "model fetched per executor {fetched:?} over two jobs\n{}", cluster.logs());
+}
+
+#[tokio::test]
+async fn an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are_unchanged() {
+    let setup = setup().await;
+    let local_out = setup.dir.path().join("local");
+    let local = run(&config(&setup, "local.toml", &local_out, PARTITIONS), &[]);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+
+    // Executor 0's scoring tasks hang (failpoint), so it is certainly
+    // mid-task when killed; executor 1 joins while the job is running.
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
+    let cluster_out = setup.dir.path().join("cluster");
+    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
+    let on_cluster = config(&setup, "cluster.toml", &cluster_out, &engine);
+    let date = learnable_config().run_date.to_string();
+    let job = Command::new(env!("CARGO_BIN_EXE_audience"))
+        .args(["run", "--config", on_cluster.to_str().unwrap(), "--date", &date])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("executor 0's scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
+    cluster.add_executor(&[]);
+    cluster.executors[0].kill();
+
+    let output = wait_with_timeout(job, Duration::from_secs(300));
+
+    // Ballista declares the killed executor lost (no heartbeat for 5 s) and
+    // runs its task again on the survivor: the job completes, identical to
+    // the local engine. (Ballista 55 does retry here, every time we ran it;
+    // the other acceptable outcome, exit 3 with no _SUCCESS, would fail this.)
+    let lost = cluster.executors[0].log().lines().find_map(|l| l.split("Executor id: ").nth(1).map(str::to_string)).unwrap();
+    assert_eq!(output.status.code(), Some(0), "the task was not retried:\n{}\n{}", stderr(&output), cluster.logs());
+    assert!(cluster.scheduler.log().contains(&format!("Removing executor {lost}")), "{}", cluster.logs());
+    assert_eq!(committed_rows(&cluster_out), committed_rows(&local_out), "the retried run differs from the local engine");
+
+    // And a rerun on what is left of the cluster is safe: nothing to do.
+    let rerun = run(&on_cluster, &[]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    assert_eq!(rerun.stdout, output.stdout, "the rerun names the committed manifest");
+}
+
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The plan the job sends, taken through the scheduler's decoding and planning
+/// and the executors' decoding, as the processes do; then executed from the
+/// decoded plan. Stock Ballista codecs cannot decode it.
+#[tokio::test]
+async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side() {
+    use audience::cluster::codec::{LogicalCodec, PhysicalCodec};
+    use audience::cluster::plan::{ScoreExec, ScoreNode};
+    use audience::cluster::session;
+    use audience::cluster::spec::ScoreSpec;
+    use audience::contract::Table;
+    use audience::scoring::{ModelParts, ScoreOptions, USER_COLUMNS, merge, prepare};
+    use audience::storage::StorageOptions;
+    use ballista_core::extension::SessionConfigExt;
+    use datafusion::execution::TaskContext;
+    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::prelude::{SessionConfig, SessionContext, col};
+    use datafusion_proto::bytes::{
+        logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec, physical_plan_from_bytes_with_extension_codec,
+        physical_plan_to_bytes_with_extension_codec,
+    };
+
+    let setup = setup().await;
+    let root = crate::helpers::location(&setup.world);
+    let (model, manifest) = audience::model::artifact::load(&crate::helpers::location(&setup.model)).await.unwrap();
+    let options = ScoreOptions { partitions: 2, ..ScoreOptions::new(learnable_config().run_date) };
+    let (_, prepared) = prepare(&root, &ModelParts::of(&model).unwrap(), &options).await.unwrap();
+    let spec = ScoreSpec {
+        job: "registry-test".into(),
+        inputs_root: root.url().to_string(),
+        model_uri: setup.model.display().to_string(),
+        model_version: manifest.model_version.clone(),
+        date: learnable_config().run_date.to_string(),
+        slack: options.slack,
+        hour: options.hour,
+        batch_rows: options.batch_rows,
+        storage: StorageOptions::default(),
+        campaign_ids: prepared.campaigns.iter().map(|c| c.campaign_id.clone()).collect(),
+    };
+
+    // The client's logical plan, as the job builds it.
+    let client = SessionContext::new();
+    audience::tables::register(&client, &root, &[Table::Users]).await.unwrap();
+    let users = client.table("users").await.unwrap().select(USER_COLUMNS.map(col).to_vec()).unwrap();
+    let plan = ScoreNode::new(users.into_unoptimized_plan(), &spec).unwrap().into_plan();
+    let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &LogicalCodec::default()).unwrap();
+
+    // The scheduler: decode with its codec, plan with its session.
+    let config = SessionConfig::new_with_ballista().with_target_partitions(2);
+    let scheduler = SessionContext::new_with_state(session::scheduler(config, &StorageOptions::default()).unwrap());
+    let stock = logical_plan_from_bytes_with_extension_codec(&bytes, &scheduler.task_ctx(), &ballista_core::serde::BallistaLogicalExtensionCodec::default());
+    assert!(stock.is_err(), "Ballista's stock codec should not know the scoring node");
+    let decoded = logical_plan_from_bytes_with_extension_codec(&bytes, &scheduler.task_ctx(), &LogicalCodec::default()).unwrap();
+    let physical = scheduler.state().create_physical_plan(&decoded).await.unwrap();
+    let text = displayable(physical.as_ref()).indent(false).to_string();
+    assert!(physical.downcast_ref::<ScoreExec>().is_some(), "the scheduler plans the scoring node as ScoreExec:\n{text}");
+
+    // The executors: decode the task's plan with their codec and runtime.
+    let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&physical), &PhysicalCodec::default()).unwrap();
+    let runtime = session::runtime(&StorageOptions::default(), None).unwrap();
+    let executor = Arc::new(TaskContext::default().with_runtime(runtime));
+    let stock = physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &ballista_core::serde::BallistaPhysicalExtensionCodec::default());
+    assert!(stock.is_err(), "Ballista's stock codec should not know ScoreExec");
+    let on_executor = physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &PhysicalCodec::default()).unwrap();
+    assert_eq!(displayable(on_executor.as_ref()).indent(false).to_string(), text);
+
+    // Running the decoded plan gives the local engine's candidate table.
+    let batches = collect(on_executor, executor).await.unwrap();
+    let mut result = audience::cluster::partial::empty(&prepared);
+    for batch in &batches {
+        audience::cluster::partial::decode_into(batch, &prepared, &mut result).unwrap();
+    }
+    let from_plan = merge(Arc::clone(&prepared), vec![result], Instant::now());
+    let local = audience::scoring::score(&root, &model, &options).await.unwrap();
+    assert_eq!(from_plan.eligible, local.eligible);
+    assert_eq!(from_plan.users, local.users);
+    assert_eq!(from_plan.candidates(), local.candidates());
+}
