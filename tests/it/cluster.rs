@@ -347,8 +347,19 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
 
     // The executors: decode the task's plan with their codec and runtime.
     let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&physical), &PhysicalCodec::default()).unwrap();
-    let runtime = session::runtime(&StorageOptions::default(), None).unwrap();
-    let executor = Arc::new(TaskContext::default().with_runtime(runtime));
+    // As an executor builds a task's context: Ballista's function registry
+    // (what `audience executor` uses), our runtime.
+    let registry = ballista_core::registry::BallistaFunctionRegistry::default();
+    let executor = Arc::new(TaskContext::new(
+        Some("task".into()),
+        "session".into(),
+        SessionConfig::new_with_ballista(),
+        registry.scalar_functions.clone(),
+        registry.higher_order_functions.clone(),
+        registry.aggregate_functions.clone(),
+        registry.window_functions.clone(),
+        session::runtime(&StorageOptions::default(), None).unwrap(),
+    ));
     let stock = physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &ballista_core::serde::BallistaPhysicalExtensionCodec::default());
     assert!(stock.is_err(), "Ballista's stock codec should not know ScoreExec");
     let on_executor = physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &PhysicalCodec::default()).unwrap();
