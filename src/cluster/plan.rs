@@ -194,7 +194,11 @@ impl ExecutionPlan for ScoreExec {
             while let Some(batch) = users.next().await {
                 scorer.push(&batch?).map_err(external)?;
             }
-            Ok(partial::encode(scorer.finish()))
+            let result = scorer.finish();
+            if result.users > 0 {
+                tracing::info!(job = %spec.job, partition, users = result.users, "partition scored");
+            }
+            Ok(partial::encode(result))
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(partial::schema(), futures::stream::once(scored))))
     }

@@ -77,10 +77,8 @@ pub struct ExecutorOptions {
 }
 
 pub async fn executor(options: ExecutorOptions) -> anyhow::Result<()> {
-    let cores = crate::scoring::cores();
-    let slots = if options.task_slots == 0 { cores } else { options.task_slots };
-    // Tasks own the cores; libtorch gets what is left per task (as partitions do locally).
-    tch::set_num_threads((cores / slots).max(1) as i32);
+    // Tasks own the cores (each scores with one libtorch thread, as partitions do locally).
+    let slots = if options.task_slots == 0 { crate::scoring::cores() } else { options.task_slots };
     let health = ExecutorHealth::new();
     let health_address: SocketAddr = format!("{}:{}", options.bind_host, options.health_port)
         .parse()

@@ -103,8 +103,8 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
         let rate = pairs as f64 / scored.seconds;
         let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
         println!(
-            "factorised fused, {label} ({partitions} partitions x {} threads): {:.0} pairs/s, {} pairs ({} entered a pool), {} users, {:.1}s, {:.1} GFLOP/s effective",
-            (cores / partitions).max(1),
+            "factorised fused, {label} ({partitions} partitions x {} thread): {:.0} pairs/s, {} pairs ({} entered a pool), {} users, {:.1}s, {:.1} GFLOP/s effective",
+            super::scorer::SCORING_THREADS,
             rate,
             pairs,
             scored.all_head_pairs,

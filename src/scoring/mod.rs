@@ -2,8 +2,7 @@
 //! campaign, fused with candidate selection. A DataFusion plan finds the
 //! active campaigns and the follows that exclude users; the users table is
 //! scanned as partitioned streams, each consumed by its own
-//! [`scorer::PartitionScorer`] (own copy of the weights, libtorch threads set
-//! so partitions do not oversubscribe the cores); per-partition pools are
+//! [`scorer::PartitionScorer`] (own copy of the weights, one libtorch thread); per-partition pools are
 //! merged into one candidate table.
 
 pub mod bench;
@@ -18,6 +17,7 @@ use arrow::array::{Float32Array, Float64Array, Int64Array, RecordBatch, StringAr
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use datafusion::error::DataFusionError;
+use datafusion::physical_plan::execute_stream_partitioned;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 use futures::StreamExt;
 
@@ -169,7 +169,8 @@ pub async fn prepare(
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let partitions = if options.partitions == 0 { cores() } else { options.partitions };
     let tables = [Table::Users, Table::Campaigns, Table::Podcasts, Table::Follows];
-    let config = SessionConfig::new().with_target_partitions(partitions).with_batch_size(options.batch_rows);
+    let config =
+        SessionConfig::new().with_target_partitions(partitions).with_batch_size(options.batch_rows).with_repartition_file_min_size(0);
     let ctx = crate::tables::session(root, &tables, config).await.map_err(query)?;
 
     let (campaigns, campaign_batches) = active_campaigns(&ctx, options.date).await.map_err(query)?;
@@ -206,17 +207,18 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let (ctx, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
-    let cores = cores();
     let partitions = ctx.state().config().target_partitions();
-    // Partitions own the cores; libtorch gets what is left per partition.
-    tch::set_num_threads((cores / partitions).max(1) as i32);
     let total_users = count_rows(&ctx, "users").await.map_err(query)?;
     let mut users = ctx.table("users").await.map_err(query)?.select(USER_COLUMNS.map(col).to_vec()).map_err(query)?;
     if let Some(limit) = options.user_limit {
         users = users.limit(0, Some(limit)).map_err(query)?;
     }
     let total_users = options.user_limit.map_or(total_users, |limit| total_users.min(limit as u64));
-    let streams = users.execute_stream_partitioned().await.map_err(query)?;
+    // Split the scan into `partitions` byte ranges even for one file (as the
+    // cluster engine's planner does): partitions are the parallelism.
+    let plan = users.create_physical_plan().await.map_err(query)?;
+    let plan = plan.repartitioned(partitions, ctx.state().config_options()).map_err(query)?.unwrap_or(plan);
+    let streams = execute_stream_partitioned(plan, ctx.task_ctx()).map_err(query)?;
     let progress = Arc::new(std::sync::Mutex::new(Progress::new("scoring users", total_users)));
     let mut tasks = Vec::new();
     for mut stream in streams {

@@ -21,6 +21,13 @@ use crate::model::features::{CampaignRows, Columns, FeatureError, UserRows, enco
 use crate::model::network::{Factorised, TASKS};
 use crate::model::{Model, ModelError};
 
+/// libtorch intra-op threads while scoring, set on the thread that scores (the
+/// setting is per thread). One: how threads split a matrix product changes its
+/// float rounding, so with more the probabilities would depend on the
+/// machine's cores and the two engines could commit different audiences;
+/// partitions (tasks on a cluster) give the parallelism.
+pub const SCORING_THREADS: i32 = 1;
+
 /// Everything the partitions share (plain data: each partition builds its own
 /// tensors from it, since a `tch::Tensor` is `Send` but not `Sync`).
 pub struct Prepared {
@@ -90,6 +97,7 @@ impl PartitionScorer {
     /// A scorer with its own copy of the weights; with `eligibility_only` it
     /// only counts eligible pairs.
     pub fn new(prepared: Arc<Prepared>, eligibility_only: bool) -> Result<PartitionScorer, ModelError> {
+        tch::set_num_threads(SCORING_THREADS);
         let mut model = Model::new(prepared.model_spec.clone(), prepared.architecture.clone());
         model.load_weights(&prepared.weights)?;
         let factorised = model.network.factorised();
@@ -127,6 +135,7 @@ impl PartitionScorer {
         if self.eligibility_only {
             return Ok(());
         }
+        tch::set_num_threads(SCORING_THREADS);
         tch::no_grad(|| {
             let n = users.rows.n as i64;
             let cat = Tensor::from_slice(&users.rows.cat).view([n, -1]);
@@ -159,7 +168,13 @@ impl PartitionScorer {
         };
         // While no threshold is known (this partition's pool not full, no other
         // partition's either) every row enters the pool and needs all five
-        // heads; after that the objective head alone decides who may enter.
+        // heads; after that the objective head alone decides who may enter,
+        // and only batches with a row that may enter need the other heads.
+        // They run on all the batch's rows even then: libtorch rounds a row's
+        // result differently depending on the rows computed with it, and which
+        // rows pass depends on thresholds that race between partitions, so
+        // probabilities computed on the survivors alone would differ in their
+        // last bit from run to run and between engines.
         let local = self.pools[c].threshold();
         let threshold = match (local, self.prepared.shared_threshold(c)) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -174,13 +189,12 @@ impl PartitionScorer {
                 if survivors.is_empty() {
                     return;
                 }
-                let index = Tensor::from_slice(&survivors.iter().map(|&i| i as i64).collect::<Vec<_>>());
-                (survivors, probabilities(&shared.index_select(0, &index)))
+                (survivors, probabilities(&shared))
             }
         };
         self.all_head_pairs += survivors.len() as u64;
-        for (j, &i) in survivors.iter().enumerate() {
-            let probabilities: [f32; 5] = all[j * 5..j * 5 + 5].try_into().expect("five heads");
+        for &i in &survivors {
+            let probabilities: [f32; 5] = all[i * 5..i * 5 + 5].try_into().expect("five heads");
             let p = probabilities[head];
             let user_id = users.user_id[rows[i] as usize];
             self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], value(p), p, probabilities));

@@ -203,9 +203,23 @@ fn committed_rows(output: &Path) -> Vec<String> {
 
 const PARTITIONS: &str = "partitions = 2";
 
+/// The users table as two files, so that each of two tasks scores real users
+/// (a file's single row group would otherwise land in one partition).
+fn split_users(setup: &Setup) {
+    use audience::contract::Table;
+    let users = crate::helpers::read_table(&setup.world, Table::Users);
+    let half = users.num_rows() / 2;
+    crate::helpers::write_table(&setup.world, Table::Users, &users.slice(0, half));
+    let file = std::fs::File::create(setup.world.join("users").join("part-00001.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, users.schema(), None).unwrap();
+    writer.write(&users.slice(half, users.num_rows() - half)).unwrap();
+    writer.close().unwrap();
+}
+
 #[tokio::test]
 async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine() {
     let setup = setup().await;
+    split_users(&setup);
     let local_out = setup.dir.path().join("local");
     let local = run(&config(&setup, "local.toml", &local_out, PARTITIONS), &[]);
     assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
@@ -228,15 +242,17 @@ async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine()
     assert_eq!(again.status.code(), Some(0), "{}\n{}", stderr(&again), cluster.logs());
     assert_eq!(committed_rows(&cluster_out), expected);
     let prepared: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("scoring state prepared").count()).collect();
+    let scored: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("partition scored").count()).collect();
     let fetched: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("model fetched").count()).collect();
-    eprintln!("scoring states prepared per executor {prepared:?}, models fetched {fetched:?}");
-    assert!(prepared.iter().all(|&n| n >= 1), "every executor scored a partition: {prepared:?}\n{}", cluster.logs());
+    eprintln!("per executor: scoring states prepared {prepared:?}, partitions with users scored {scored:?}, models fetched {fetched:?}");
+    assert!(scored.iter().all(|&n| n >= 1), "every executor scored users: {scored:?}\n{}", cluster.logs());
     assert!(fetched.iter().all(|&n| n <= 1), "model fetched per executor {fetched:?} over two jobs\n{}", cluster.logs());
 }
 
 #[tokio::test]
 async fn an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are_unchanged() {
     let setup = setup().await;
+    split_users(&setup);
     let local_out = setup.dir.path().join("local");
     let local = run(&config(&setup, "local.toml", &local_out, PARTITIONS), &[]);
     assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
