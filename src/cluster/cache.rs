@@ -8,7 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use datafusion::error::{DataFusionError, Result};
 
-use super::plan::external;
+use super::external;
 use super::spec::ScoreSpec;
 use crate::model::artifact;
 use crate::scoring::ModelParts;

@@ -18,3 +18,8 @@ pub mod process;
 pub mod session;
 pub mod spec;
 pub mod stores;
+
+/// Our errors, as DataFusion carries them through plans and tasks.
+fn external(error: impl std::error::Error + Send + Sync + 'static) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(error))
+}

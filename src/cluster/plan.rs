@@ -23,7 +23,7 @@ use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 
 use super::spec::ScoreSpec;
-use super::{cache, partial};
+use super::{cache, external, partial};
 use crate::failpoint;
 use crate::scoring::scorer::PartitionScorer;
 
@@ -202,10 +202,6 @@ impl ExecutionPlan for ScoreExec {
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(partial::schema(), futures::stream::once(scored))))
     }
-}
-
-pub(super) fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
 }
 
 /// Plans [`ScoreNode`] as [`ScoreExec`] (registered in the scheduler's sessions).

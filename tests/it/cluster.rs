@@ -216,20 +216,31 @@ fn split_users(setup: &Setup) {
     writer.close().unwrap();
 }
 
-#[tokio::test]
-async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine() {
+/// A world with a two-file users table and a model, and the output of a
+/// local-engine run of it.
+async fn local_baseline() -> (Setup, PathBuf) {
     let setup = setup().await;
     split_users(&setup);
-    let local_out = setup.dir.path().join("local");
-    let local = run(&config(&setup, "local.toml", &local_out, PARTITIONS), &[]);
+    let out = setup.dir.path().join("local");
+    let local = run(&config(&setup, "local.toml", &out, PARTITIONS), &[]);
     assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+    (setup, out)
+}
 
+/// The same job config on `cluster`, and its output root.
+fn cluster_config(setup: &Setup, cluster: &Cluster) -> (PathBuf, PathBuf) {
+    let out = setup.dir.path().join("cluster");
+    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
+    (config(setup, "cluster.toml", &out, &engine), out)
+}
+
+#[tokio::test]
+async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine() {
+    let (setup, local_out) = local_baseline().await;
     let mut cluster = Cluster::start();
     cluster.add_executor(&[]);
     cluster.add_executor(&[]);
-    let cluster_out = setup.dir.path().join("cluster");
-    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
-    let on_cluster = config(&setup, "cluster.toml", &cluster_out, &engine);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster);
     let first = run(&on_cluster, &[]);
     assert_eq!(first.status.code(), Some(0), "{}\n{}", stderr(&first), cluster.logs());
     let expected = committed_rows(&local_out);
@@ -251,19 +262,12 @@ async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine()
 
 #[tokio::test]
 async fn an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are_unchanged() {
-    let setup = setup().await;
-    split_users(&setup);
-    let local_out = setup.dir.path().join("local");
-    let local = run(&config(&setup, "local.toml", &local_out, PARTITIONS), &[]);
-    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
-
+    let (setup, local_out) = local_baseline().await;
     // Executor 0's scoring tasks hang (failpoint), so it is certainly
     // mid-task when killed; executor 1 joins while the job is running.
     let mut cluster = Cluster::start();
     cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
-    let cluster_out = setup.dir.path().join("cluster");
-    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
-    let on_cluster = config(&setup, "cluster.toml", &cluster_out, &engine);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster);
     let date = learnable_config().run_date.to_string();
     let job = Command::new(env!("CARGO_BIN_EXE_audience"))
         .args(["run", "--config", on_cluster.to_str().unwrap(), "--date", &date])
