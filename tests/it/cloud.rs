@@ -317,3 +317,31 @@ async fn azurite_full_run_and_idempotent_rerun() {
 async fn azurite_concurrent_commit() {
     concurrent_commit(Backend::Azure).await;
 }
+
+/// The cluster engine on S3: scheduler and two executors open the bucket with
+/// the job config's `[storage.s3]` (`--storage-config`) and the credentials in
+/// their environment; the audiences equal a local-engine run's.
+#[tokio::test]
+async fn s3_cluster_run_matches_the_local_engine() {
+    let Some(bucket) = Bucket::create(Backend::S3, "cluster") else { return };
+    seed(&bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let local_config = write_config(dir.path(), &bucket, &bucket.url("local"));
+    let local = run(&bucket, &local_config);
+    assert_eq!(local.status.code(), Some(0), "{}", text(&local.stderr));
+
+    let storage_config = format!("--storage-config={}", local_config.display());
+    let mut cluster = crate::cluster::Cluster::start_with(&[storage_config], &bucket.env);
+    cluster.add_executor(&[]);
+    cluster.add_executor(&[]);
+    let config = write_config(dir.path(), &bucket, &bucket.url("cluster"));
+    let engine = format!("[engine]\nkind = \"ballista\"\nscheduler = \"{}\"\npartitions = 2\n", cluster.url());
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + &engine).unwrap();
+    let on_cluster = run(&bucket, &config);
+    assert_eq!(on_cluster.status.code(), Some(0), "{}\n{}", text(&on_cluster.stderr), cluster.logs());
+    let (_, rows) = committed(&bucket.location("cluster")).await;
+    let (_, local_rows) = committed(&bucket.location("local")).await;
+    assert!(!rows.is_empty());
+    assert_eq!(rows, local_rows, "cluster and local audiences differ");
+    assert!(!cluster.logs().contains(S3_SECRET), "a credential leaked into the cluster's logs");
+}

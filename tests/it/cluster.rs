@@ -74,18 +74,26 @@ impl Process {
 }
 
 /// A scheduler and executors, each its own process; stopped when dropped.
-struct Cluster {
+pub struct Cluster {
     dir: tempfile::TempDir,
     scheduler_port: u16,
     scheduler: Process,
     executors: Vec<Process>,
+    /// Flags and environment every process of this cluster gets.
+    common_args: Vec<String>,
+    common_env: Vec<(String, String)>,
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    pub fn start() -> Cluster {
+        Cluster::start_with(&[], &[])
+    }
+
+    /// A scheduler started with `args` and `env`, as its executors will be.
+    pub fn start_with(args: &[String], env: &[(&str, String)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let scheduler_port = free_port();
-        let args: Vec<String> = [
+        let mut scheduler_args: Vec<String> = [
             "scheduler",
             "--bind-host",
             "127.0.0.1",
@@ -98,16 +106,19 @@ impl Cluster {
         ]
         .map(String::from)
         .to_vec();
-        let mut scheduler = Process::start("scheduler", &args, &[], dir.path());
+        scheduler_args.extend(args.iter().cloned());
+        let common_env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let env_refs: Vec<(&str, &str)> = common_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut scheduler = Process::start("scheduler", &scheduler_args, &env_refs, dir.path());
         wait_until("the scheduler's /healthz", Duration::from_secs(60), || {
             scheduler.assert_running();
             http_status(scheduler_port, "/healthz") == Some(200)
         });
-        Cluster { dir, scheduler_port, scheduler, executors: Vec::new() }
+        Cluster { dir, scheduler_port, scheduler, executors: Vec::new(), common_args: args.to_vec(), common_env }
     }
 
     /// Starts an executor (with `env`) and waits until it is registered.
-    fn add_executor(&mut self, env: &[(&str, &str)]) {
+    pub fn add_executor(&mut self, env: &[(&str, &str)]) {
         let name = format!("executor-{}", self.executors.len());
         let work = self.dir.path().join(&name);
         std::fs::create_dir_all(&work).unwrap();
@@ -125,8 +136,12 @@ impl Cluster {
             format!("--work-dir={}", work.display()),
             "--heartbeat-seconds=1".into(),
         ]
-        .to_vec();
-        let mut executor = Process::start(&name, &args, env, self.dir.path());
+        .into_iter()
+        .chain(self.common_args.iter().cloned())
+        .collect();
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.extend(self.common_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut executor = Process::start(&name, &args, &env, self.dir.path());
         wait_until(&format!("{name}'s /readyz"), Duration::from_secs(60), || {
             executor.assert_running();
             http_status(health, "/readyz") == Some(200)
@@ -134,11 +149,11 @@ impl Cluster {
         self.executors.push(executor);
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("df://127.0.0.1:{}", self.scheduler_port)
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         let mut all = format!("--- scheduler\n{}", self.scheduler.log());
         for e in &self.executors {
             all.push_str(&format!("--- {}\n{}", e.name, e.log()));
