@@ -29,6 +29,7 @@ use crate::progress::Progress;
 use crate::storage::Location;
 use eligibility::{ActiveCampaign, Eligibility, active_campaigns, follows_of};
 use pool::{Candidate, Pool};
+pub use scorer::ModelParts;
 use scorer::{PartitionResult, PartitionScorer, Prepared, ScoreBatchError};
 
 #[derive(Debug, Clone)]
@@ -144,21 +145,6 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// What scoring needs of a model, as plain data (a `Model` holds libtorch
-/// tensors and cannot be shared between threads).
-#[derive(Clone)]
-pub struct ModelParts {
-    pub spec: crate::model::features::FeatureSpec,
-    pub architecture: crate::model::network::Architecture,
-    pub weights: Vec<u8>,
-}
-
-impl ModelParts {
-    pub fn of(model: &Model) -> Result<ModelParts, ModelError> {
-        Ok(ModelParts { spec: model.spec.clone(), architecture: model.architecture.clone(), weights: model.weights()? })
-    }
-}
-
 /// The session and what every partition shares: active campaigns and their
 /// features, the pair rules, the model's weights and the pool sizes.
 pub async fn prepare(
@@ -191,9 +177,7 @@ pub async fn prepare(
         eligibility: Eligibility::new(&campaigns, &follows),
         campaigns,
         campaign_rows,
-        model_spec: model.spec.clone(),
-        architecture: model.architecture.clone(),
-        weights: model.weights.clone(),
+        model: model.clone(),
         thresholds: capacities.iter().map(|_| Default::default()).collect(),
         capacities,
         hour: options.hour,

@@ -28,15 +28,28 @@ use crate::model::{Model, ModelError};
 /// partitions (tasks on a cluster) give the parallelism.
 pub const SCORING_THREADS: i32 = 1;
 
+/// What scoring needs of a model, as plain data (a `Model` holds libtorch
+/// tensors and cannot be shared between threads).
+#[derive(Clone)]
+pub struct ModelParts {
+    pub spec: crate::model::features::FeatureSpec,
+    pub architecture: crate::model::network::Architecture,
+    pub weights: Vec<u8>,
+}
+
+impl ModelParts {
+    pub fn of(model: &Model) -> Result<ModelParts, ModelError> {
+        Ok(ModelParts { spec: model.spec.clone(), architecture: model.architecture.clone(), weights: model.weights()? })
+    }
+}
+
 /// Everything the partitions share (plain data: each partition builds its own
 /// tensors from it, since a `tch::Tensor` is `Send` but not `Sync`).
 pub struct Prepared {
     pub campaigns: Vec<ActiveCampaign>,
     pub campaign_rows: CampaignRows,
     pub eligibility: Eligibility,
-    pub model_spec: crate::model::features::FeatureSpec,
-    pub architecture: crate::model::network::Architecture,
-    pub weights: Vec<u8>,
+    pub model: ModelParts,
     /// Pool size per campaign.
     pub capacities: Vec<usize>,
     /// Hour of day the pair features assume.
@@ -98,8 +111,8 @@ impl PartitionScorer {
     /// only counts eligible pairs.
     pub fn new(prepared: Arc<Prepared>, eligibility_only: bool) -> Result<PartitionScorer, ModelError> {
         tch::set_num_threads(SCORING_THREADS);
-        let mut model = Model::new(prepared.model_spec.clone(), prepared.architecture.clone());
-        model.load_weights(&prepared.weights)?;
+        let mut model = Model::new(prepared.model.spec.clone(), prepared.model.architecture.clone());
+        model.load_weights(&prepared.model.weights)?;
         let factorised = model.network.factorised();
         let rows = &prepared.campaign_rows.rows;
         let cat = Tensor::from_slice(&rows.cat).view([rows.n as i64, -1]);
@@ -126,7 +139,7 @@ impl PartitionScorer {
             return Ok(());
         }
         let prepared = Arc::clone(&self.prepared);
-        let users = encode_users(&prepared.model_spec, "users", batch)?;
+        let users = encode_users(&prepared.model.spec, "users", batch)?;
         let (rows, pairs) = eligible_pairs(&prepared, batch, &users)?;
         self.users += batch.num_rows() as u64;
         for (count, rows) in self.eligible.iter_mut().zip(&rows) {
