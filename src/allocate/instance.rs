@@ -421,17 +421,20 @@ impl Selection {
         // (1) Swaps within a campaign.
         let campaigns = instance.campaigns.len();
         let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
-        let mut unchosen: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
-        for i in 0..self.chosen.len() {
-            let c = instance.campaign_of(i);
-            if !open.open[c] || value(i) <= 0.0 {
-                continue;
-            }
-            if self.chosen[i] { chosen[c].push(i) } else { unchosen[c].push(i) }
+        for i in (0..self.chosen.len()).filter(|&i| self.chosen[i]) {
+            chosen[instance.campaign_of(i)].push(i);
         }
-        for list in &mut unchosen {
-            list.sort_unstable_by(|&a, &b| instance.better((value(a), a), (value(b), b)));
-        }
+        let unchosen = self.available_by_campaign(instance, open);
+        // Replacements for exits come from users with cap room now (users
+        // freed during the pass are found by the next).
+        let free: Vec<Vec<usize>> = unchosen
+            .iter()
+            .enumerate()
+            .map(|(c, list)| {
+                let cap = instance.cap(instance.campaigns[c].channel);
+                list.iter().copied().filter(|&r| *self.used(instance, r) < cap).collect()
+            })
+            .collect();
         for c in 0..campaigns {
             let worst = &mut chosen[c];
             worst.sort_unstable_by(|&a, &b| instance.better((value(b), b), (value(a), a)));
@@ -475,24 +478,28 @@ impl Selection {
                 if value(j) - out_value <= 1e-12 {
                     continue;
                 }
+                // The outs leave first, so their users may take the place j's
+                // user frees (two users trading campaigns).
+                let out_items: Vec<usize> = outs.iter().map(|&p| worst[p]).collect();
+                for &i in &out_items {
+                    self.drop(instance, i);
+                }
                 // What freeing j's user costs: nothing with cap room, else the
                 // cheapest way out of one of their other campaigns.
-                let (freeing, loss) = if *self.used(instance, j) < cap {
-                    (None, 0.0)
+                let freeing = if *self.used(instance, j) < cap {
+                    Some((None, 0.0))
                 } else {
-                    match self.cheapest_exit(instance, j, &unchosen) {
-                        Some((exit, loss)) => (Some(exit), loss),
-                        None => continue,
-                    }
+                    self.cheapest_exit(instance, j, &free).map(|(exit, loss)| (Some(exit), loss))
                 };
-                let gain = value(j) - loss - out_value;
-                if gain <= 1e-12 {
+                let Some((freeing, _)) = freeing.filter(|&(_, loss)| value(j) - loss - out_value > 1e-12) else {
+                    for &i in &out_items {
+                        self.take_unchecked(instance, i);
+                    }
                     continue;
-                }
+                };
                 outs.sort_unstable_by(|a, b| b.cmp(a));
                 for position in outs {
-                    let i = worst.remove(position);
-                    self.drop(instance, i);
+                    worst.remove(position);
                 }
                 if let Some((d, replacement)) = freeing {
                     self.drop(instance, d);
@@ -573,15 +580,16 @@ impl Selection {
         changed
     }
 
-    /// The cheapest way to free a slot of j's (capped) user in j's channel: drop
-    /// one of their other assignments d there, if its campaign stays at or above
-    /// its floor, or else replace d in its campaign by the most valuable available
-    /// user that fits its budget. Returns ((d, replacement), value lost).
     /// Re-solves each small campaign's choice of users as a 0/1 knapsack by
-    /// dynamic programming: its members and the unchosen candidates whose users
-    /// have cap room, values against costs rounded up to 1/`BUCKETS` of the
-    /// budget (so every solution found fits the true budget). Applied where it
-    /// beats the current members and keeps the floor. With few users a
+    /// dynamic programming over its members, the unchosen candidates whose users
+    /// have cap room, and those whose users are capped, valued net of their
+    /// [cheapest exit](Self::cheapest_exit) (so two users may trade campaigns, or
+    /// a third campaign take a replacement). Costs are rounded up to
+    /// 1/`BUCKETS` of the budget (every set found fits the true budget); the
+    /// floor is met by pricing the count: every item gets a bonus μ, the
+    /// smallest (bisection) whose solution reaches the floor. A new set is kept
+    /// only if, applied (exits recomputed), it keeps every budget, cap and floor
+    /// and raises the total value; otherwise it is undone. With few users a
     /// campaign's choice is where rounding from prices and swaps lose most; with
     /// many, taking users by value per cost is already within one user's value
     /// of the bound, and the table (items × buckets) would be large.
@@ -596,68 +604,124 @@ impl Selection {
         for i in 0..self.chosen.len() {
             sizes[instance.campaign_of(i)] += 1;
         }
-        let mut items: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
-        for i in 0..self.chosen.len() {
-            let c = instance.campaign_of(i);
-            if open.open[c] && value(i) > 0.0 && sizes[c] <= MAX_ITEMS {
-                items[c].push(i);
-            }
+        let small = |c: usize| open.open[c] && sizes[c] <= MAX_ITEMS && instance.campaigns[c].budget > 0.0;
+        if !(0..campaigns).any(small) {
+            return false;
         }
+        let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
+        for i in (0..self.chosen.len()).filter(|&i| small(instance.campaign_of(i))) {
+            candidates[instance.campaign_of(i)].push(i);
+        }
+        let unchosen = self.available_by_campaign(instance, open);
         let mut changed = false;
-        for (c, all) in items.into_iter().enumerate() {
-            let budget = instance.campaigns[c].budget;
-            if all.len() > MAX_ITEMS || budget <= 0.0 {
+        for (c, all) in candidates.into_iter().enumerate() {
+            if !small(c) {
                 continue;
             }
+            let budget = instance.campaigns[c].budget;
             let cap = instance.cap(instance.campaigns[c].channel);
-            let items: Vec<usize> = all.into_iter().filter(|&i| self.chosen[i] || *self.used(instance, i) < cap).collect();
-            if items.is_empty() {
-                continue;
+            // (candidate, value net of its user's exit) for every usable candidate.
+            let mut items: Vec<(usize, f64)> = Vec::new();
+            for i in all.into_iter().filter(|&i| value(i) > 0.0) {
+                if self.chosen[i] || *self.used(instance, i) < cap {
+                    items.push((i, value(i)));
+                } else if let Some((_, loss)) = self.cheapest_exit(instance, i, &unchosen) {
+                    items.push((i, value(i) - loss));
+                }
             }
             let units: Vec<usize> = items
                 .iter()
-                .map(|&i| (instance.candidates.cost[i] / budget * BUCKETS as f64).ceil().max(0.0) as usize)
+                .map(|&(i, _)| (instance.candidates.cost[i] / budget * BUCKETS as f64).ceil().max(0.0) as usize)
                 .collect();
-            let mut best = vec![0.0f64; BUCKETS + 1];
-            let mut keep = vec![false; items.len() * (BUCKETS + 1)];
-            for (n, (&i, &w)) in items.iter().zip(&units).enumerate() {
-                if w > BUCKETS {
+            let floor = instance.floor[c] as usize;
+            let solve = |bonus: f64| {
+                let values: Vec<f64> = items.iter().map(|&(_, net)| net + bonus).collect();
+                knapsack(&values, &units, BUCKETS)
+            };
+            let mut set = solve(0.0);
+            if set.len() < floor {
+                let largest = items.iter().map(|&(_, net)| net.abs()).fold(0.0, f64::max);
+                let mut high = 1e6 * (largest + 1.0);
+                if solve(high).len() < floor {
                     continue;
                 }
-                for room in (w..=BUCKETS).rev() {
-                    if best[room - w] + value(i) > best[room] {
-                        best[room] = best[room - w] + value(i);
-                        keep[n * (BUCKETS + 1) + room] = true;
-                    }
+                let mut low = 0.0;
+                for _ in 0..40 {
+                    let mid = 0.5 * (low + high);
+                    if solve(mid).len() >= floor { high = mid } else { low = mid }
                 }
+                set = solve(high);
             }
-            let mut room = BUCKETS;
-            let mut set = std::collections::HashSet::new();
-            for n in (0..items.len()).rev() {
-                if keep[n * (BUCKETS + 1) + room] {
-                    set.insert(items[n]);
-                    room -= units[n];
-                }
-            }
-            let current: f64 = items.iter().filter(|&&i| self.chosen[i]).map(|&i| value(i)).sum();
-            let found: f64 = set.iter().map(|&i| value(i)).sum();
-            let spend: f64 = set.iter().map(|&i| instance.candidates.cost[i]).sum();
-            if found <= current + 1e-12 || (set.len() as u64) < instance.floor[c] || spend > budget {
+            let keep: std::collections::HashSet<usize> = set.iter().map(|&n| items[n].0).collect();
+            if items.iter().all(|&(i, _)| self.chosen[i] == keep.contains(&i)) {
                 continue;
             }
-            for &i in &items {
-                match (self.chosen[i], set.contains(&i)) {
-                    (true, false) => self.drop(instance, i),
-                    (false, true) => self.take_unchecked(instance, i),
-                    _ => {}
+            // Apply: members out first, then newcomers (capped ones exit first).
+            let mut log: Vec<(usize, bool)> = Vec::new();
+            for &(i, _) in &items {
+                if self.chosen[i] && !keep.contains(&i) {
+                    self.drop(instance, i);
+                    log.push((i, false));
                 }
             }
-            changed = true;
+            let mut applied = true;
+            let newcomers: Vec<usize> = items.iter().map(|&(i, _)| i).filter(|i| !self.chosen[*i] && keep.contains(i)).collect();
+            for i in newcomers {
+                if *self.used(instance, i) >= cap {
+                    let Some(((d, replacement), _)) = self.cheapest_exit(instance, i, &unchosen) else {
+                        applied = false;
+                        break;
+                    };
+                    self.drop(instance, d);
+                    log.push((d, false));
+                    if let Some(r) = replacement {
+                        self.take_unchecked(instance, r);
+                        log.push((r, true));
+                    }
+                }
+                self.take_unchecked(instance, i);
+                log.push((i, true));
+            }
+            let gain: f64 = log.iter().map(|&(i, taken)| if taken { value(i) } else { -value(i) }).sum();
+            let feasible = log.iter().all(|&(i, _)| {
+                let other = instance.campaign_of(i);
+                self.spend[other] <= instance.campaigns[other].budget && self.count[other] >= instance.floor[other]
+            });
+            if applied && feasible && gain > 1e-12 {
+                changed = true;
+                continue;
+            }
+            for &(i, taken) in log.iter().rev() {
+                if taken { self.drop(instance, i) } else { self.take_unchecked(instance, i) }
+            }
         }
         changed
     }
 
-    fn cheapest_exit(&mut self, instance: &Instance, j: usize, unchosen: &[Vec<usize>]) -> Option<((usize, Option<usize>), f64)> {
+    /// Per open campaign, its unchosen candidates with a positive value, most
+    /// valuable first (where exits look for replacements).
+    fn available_by_campaign(&self, instance: &Instance, open: &Open) -> Vec<Vec<usize>> {
+        let value = |i: usize| instance.candidates.value[i];
+        let mut unchosen: Vec<Vec<usize>> = vec![Vec::new(); instance.campaigns.len()];
+        for i in (0..self.chosen.len()).filter(|&i| !self.chosen[i] && value(i) > 0.0) {
+            let c = instance.campaign_of(i);
+            if open.open[c] {
+                unchosen[c].push(i);
+            }
+        }
+        for list in &mut unchosen {
+            list.sort_unstable_by(|&a, &b| instance.better((value(a), a), (value(b), b)));
+        }
+        unchosen
+    }
+
+    /// The cheapest way to free a slot of j's (capped) user in j's channel: drop
+    /// one of their other assignments d there, if its campaign stays at or above
+    /// its floor, or replace d in its campaign by the most valuable available
+    /// user that fits its budget, whichever loses less. Replacements are
+    /// looked for among the first of `replacements[other]` (most valuable
+    /// first). Returns ((d, replacement), value lost).
+    fn cheapest_exit(&mut self, instance: &Instance, j: usize, replacements: &[Vec<usize>]) -> Option<((usize, Option<usize>), f64)> {
         /// Available users scanned for a replacement.
         const REPLACEMENT_SCAN: usize = 64;
         let value = |i: usize| instance.candidates.value[i];
@@ -670,22 +734,26 @@ impl Selection {
             if !self.chosen[d] || d == j || instance.campaigns[other].channel != channel {
                 continue;
             }
-            let exit = if self.count[other] > instance.floor[other] {
-                Some(((d, None), value(d)))
-            } else {
-                let room = instance.campaigns[other].budget - self.spend[other] + instance.candidates.cost[d];
-                let cap = instance.cap(channel);
-                unchosen[other]
-                    .iter()
-                    .take(REPLACEMENT_SCAN)
-                    .copied()
-                    .find(|&r| {
-                        !self.chosen[r]
-                            && instance.group[r] as usize != user
-                            && instance.candidates.cost[r] <= room
-                            && *self.used(instance, r) < cap
-                    })
-                    .map(|r| ((d, Some(r)), value(d) - value(r)))
+            // Drop d outright (if its campaign stays at its floor), or replace it
+            // there by the most valuable available user that fits the budget d
+            // frees: whichever loses less.
+            let dropped = (self.count[other] > instance.floor[other]).then_some(((d, None), value(d)));
+            let room = instance.campaigns[other].budget - self.spend[other] + instance.candidates.cost[d];
+            let cap = instance.cap(channel);
+            let replaced = replacements[other]
+                .iter()
+                .take(REPLACEMENT_SCAN)
+                .copied()
+                .find(|&r| {
+                    !self.chosen[r]
+                        && instance.group[r] as usize != user
+                        && instance.candidates.cost[r] <= room
+                        && *self.used(instance, r) < cap
+                })
+                .map(|r| ((d, Some(r)), value(d) - value(r)));
+            let exit = match (dropped, replaced) {
+                (Some(a), Some(b)) => Some(if b.1 < a.1 { b } else { a }),
+                (a, b) => a.or(b),
             };
             if let Some(exit) = exit {
                 if best.as_ref().is_none_or(|b| exit.1 < b.1) {
@@ -727,4 +795,31 @@ pub(crate) fn settle_floors(selection: &mut Selection, instance: &Instance, orde
     while selection.enforce_floors(instance, open, true) {
         selection.fill(instance, order, open);
     }
+}
+
+/// A 0/1 knapsack by dynamic programming over integer weights: the items (by
+/// position) of greatest total value within `capacity`.
+fn knapsack(values: &[f64], weights: &[usize], capacity: usize) -> Vec<usize> {
+    let mut best = vec![0.0f64; capacity + 1];
+    let mut keep = vec![false; values.len() * (capacity + 1)];
+    for (n, (&v, &w)) in values.iter().zip(weights).enumerate() {
+        if w > capacity || v <= 0.0 {
+            continue;
+        }
+        for room in (w..=capacity).rev() {
+            if best[room - w] + v > best[room] {
+                best[room] = best[room - w] + v;
+                keep[n * (capacity + 1) + room] = true;
+            }
+        }
+    }
+    let mut room = capacity;
+    let mut set = Vec::new();
+    for n in (0..values.len()).rev() {
+        if keep[n * (capacity + 1) + room] {
+            set.push(n);
+            room -= weights[n];
+        }
+    }
+    set
 }

@@ -132,16 +132,27 @@ fn summary(mut ratios: Vec<f64>) -> (f64, f64) {
     (ratios[0], ratios[ratios.len() / 2])
 }
 
-/// The Lagrangian solver against the exact optimum on 400 reference instances:
-/// its dual bound is never below the optimum and its primal never above it.
-/// Two sets of 200 (cases 1000–1199 and 5000–5199). Issue 5 asks for at least
-/// 99% of the optimum on every instance: the first set reaches it (worst 99.1%),
-/// the second not (worst 98.5%, 4 cases below 99%; median 100.0% on both), so
-/// this guards the level reached (98%) and prints the figures and the cases below.
+/// Reference cases: `AUDIENCE_REFERENCE_CASES` as comma-separated ranges
+/// (`9000..9200,13000..13200`), by default 1000..1200 and 5000..5200.
+fn reference_cases() -> Vec<u64> {
+    let spec = std::env::var("AUDIENCE_REFERENCE_CASES").unwrap_or_else(|_| "1000..1200,5000..5200".into());
+    spec.split(',')
+        .flat_map(|range| {
+            let (start, end) = range.trim().split_once("..").expect("a range like 1000..1200");
+            start.parse::<u64>().expect("a case number")..end.parse::<u64>().expect("a case number")
+        })
+        .collect()
+}
+
+/// The Lagrangian solver against the exact optimum on the reference instances
+/// (400 by default): its dual bound is never below the optimum, its primal never
+/// above it, and it reaches at least 99% of the optimum on every instance (issue
+/// 5). Prints the worst and median ratios of both solvers.
 #[test]
 fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
     let (mut lagrangian, mut greedy) = (Vec::new(), Vec::new());
-    for n in (1000..1200).chain(5000..5200) {
+    let cases = reference_cases();
+    for &n in &cases {
         let (specs, candidates, limits) = case(n);
         let optimum = exact_optimum(&specs, &candidates, limits);
         let a = allocate(&specs, &candidates, &options(Solver::Lagrangian, limits)).unwrap();
@@ -160,10 +171,11 @@ fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
     let (l_worst, l_median) = summary(lagrangian);
     let (g_worst, g_median) = summary(greedy);
     println!(
-        "reference, 400 instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4} ({below} below 0.99); \
-         greedy/optimum worst {g_worst:.4} median {g_median:.4}"
+        "reference, {} instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4} ({below} below 0.99); \
+         greedy/optimum worst {g_worst:.4} median {g_median:.4}",
+        cases.len()
     );
-    assert!(l_worst >= 0.98, "lagrangian worst ratio {l_worst:.4} (median {l_median:.4})");
+    assert!(l_worst >= 0.99, "lagrangian worst ratio {l_worst:.4} (median {l_median:.4})");
     assert!(l_median >= 0.995, "lagrangian median ratio {l_median:.4}");
 }
 
@@ -223,5 +235,3 @@ fn bad_candidates_are_rejected_by_name() {
         Err(AllocateError::LengthMismatch { cost: 0, .. })
     ));
 }
-
-
