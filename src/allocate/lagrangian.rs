@@ -10,7 +10,8 @@
 //! each budget binds or its price is zero. The primal is built from the prices,
 //! repaired to budgets, filled by value per cost, settled against floors (rescuing
 //! a short campaign before withholding it), and improved by local search (swaps,
-//! and an exact-by-DP knapsack for each campaign with few candidates).
+//! and a knapsack by dynamic programming for each campaign with few candidates,
+//! where capped users count net of leaving their other campaign).
 
 use rayon::prelude::*;
 

@@ -1,7 +1,8 @@
 //! `audience bench score`: scored pairs per second of the naive per-pair
 //! forward pass and of the factorised fused operator (one partition, and one
 //! partition per core), the libtorch GEMM FLOP/s of this machine measured in the
-//! same run, and the scoring's effective FLOP/s as a fraction of it.
+//! same run, the scoring's effective FLOP/s as a fraction of it, and the
+//! process's peak RSS.
 //!
 //! Effective FLOPs count the work the factorised operator must do: per user its
 //! first-layer part (2·user_width·width), per eligible pair the pair part
@@ -118,6 +119,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
     println!("speedup factorised/naive: {}", speedups.join(", "));
     let shares: Vec<String> = rates.iter().map(|(label, _, flops)| format!("{:.0}% ({label})", 100.0 * flops / gemm)).collect();
     println!("of GEMM: {}", shares.join(", "));
+    println!("{}", crate::measure::peak_rss_line());
     Ok(())
 }
 
