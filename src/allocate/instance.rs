@@ -338,19 +338,8 @@ impl Selection {
             });
             order
         };
-        let mut taken = pick(0.0);
-        if taken.len() < floor {
-            let largest = pool.iter().map(|e| net(e).abs()).fold(0.0, f64::max);
-            let mut high = 1e6 * (largest + 1.0);
-            if pick(high).len() >= floor {
-                let mut low = 0.0;
-                for _ in 0..50 {
-                    let mid = 0.5 * (low + high);
-                    if pick(mid).len() >= floor { high = mid } else { low = mid }
-                }
-                taken = pick(high);
-            }
-        }
+        let largest = pool.iter().map(|e| net(e).abs()).fold(0.0, f64::max);
+        let taken = reach_floor(pick, largest, floor);
         let gain: f64 = taken.iter().map(net).sum();
         if taken.len() < floor || gain <= 0.0 {
             for i in previous {
@@ -638,19 +627,10 @@ impl Selection {
                 let values: Vec<f64> = items.iter().map(|&(_, net)| net + bonus).collect();
                 knapsack(&values, &units, BUCKETS)
             };
-            let mut set = solve(0.0);
+            let largest = items.iter().map(|&(_, net)| net.abs()).fold(0.0, f64::max);
+            let set = reach_floor(solve, largest, floor);
             if set.len() < floor {
-                let largest = items.iter().map(|&(_, net)| net.abs()).fold(0.0, f64::max);
-                let mut high = 1e6 * (largest + 1.0);
-                if solve(high).len() < floor {
-                    continue;
-                }
-                let mut low = 0.0;
-                for _ in 0..40 {
-                    let mid = 0.5 * (low + high);
-                    if solve(mid).len() >= floor { high = mid } else { low = mid }
-                }
-                set = solve(high);
+                continue;
             }
             let keep: std::collections::HashSet<usize> = set.iter().map(|&n| items[n].0).collect();
             if items.iter().all(|&(i, _)| self.chosen[i] == keep.contains(&i)) {
@@ -795,6 +775,28 @@ pub(crate) fn settle_floors(selection: &mut Selection, instance: &Instance, orde
     while selection.enforce_floors(instance, open, true) {
         selection.fill(instance, order, open);
     }
+}
+
+/// Pricing a count: `choose(bonus)` picks items with `bonus` added to each
+/// one's value (`largest` bounds the values' magnitude). Returns the choice
+/// without a bonus if it already has `floor` items, else the choice at the
+/// smallest bonus (by bisection) that reaches `floor`, or else the choice
+/// without a bonus (short of the floor: the caller gives up).
+fn reach_floor<T>(choose: impl Fn(f64) -> Vec<T>, largest: f64, floor: usize) -> Vec<T> {
+    let unpriced = choose(0.0);
+    if unpriced.len() >= floor {
+        return unpriced;
+    }
+    let mut high = 1e6 * (largest + 1.0);
+    if choose(high).len() < floor {
+        return unpriced;
+    }
+    let mut low = 0.0;
+    for _ in 0..50 {
+        let mid = 0.5 * (low + high);
+        if choose(mid).len() >= floor { high = mid } else { low = mid }
+    }
+    choose(high)
 }
 
 /// A 0/1 knapsack by dynamic programming over integer weights: the items (by
