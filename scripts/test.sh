@@ -13,9 +13,10 @@ if ! ldconfig -p | grep -q libCbcSolver.so; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq coinor-libcbc-dev >/dev/null
 fi
 
-# The TorchScript interop test runs when a Python with torch and safetensors is
-# at hand (it is not installed here: torch's CUDA stack is ~4.7 GB). Create one
-# with: python3 -m venv ~/.cache/audience/pyenv && ~/.cache/audience/pyenv/bin/pip
+# The TorchScript fixture test always runs (tests/data/torchscript). The export
+# round trip runs too when a Python with torch and safetensors is at hand (not
+# installed by default: torch's CUDA stack is ~4.7 GB). Create one with:
+# python3 -m venv ~/.cache/audience/pyenv && ~/.cache/audience/pyenv/bin/pip
 # install torch==2.13.0 safetensors
 pyenv="${AUDIENCE_CACHE:-$HOME/.cache/audience}/pyenv/bin/python"
 if [ -z "${AUDIENCE_PYTHON:-}" ] && [ -x "$pyenv" ] && "$pyenv" -c "import torch, safetensors" 2>/dev/null; then

@@ -5,13 +5,15 @@
 //! (object stores) are the floor; `world` (the synthetic world generator) builds
 //! on both; `allocate` (budgets, caps, floors) is pure and imports neither
 //! DataFusion nor object_store; `cluster` (the Ballista engine) builds on
-//! `scoring` and is used by `job` only; `error` maps every layer's errors to the
-//! documented exit codes.
+//! `scoring` and is used by `job` only; each layer's error knows its exit code
+//! (`exit_code`), and `error` gathers them for the binary. The design:
+//! docs/design.md.
 
 pub mod allocate;
 pub mod cluster;
 pub mod contract;
 pub mod error;
+pub mod exit_code;
 pub mod failpoint;
 pub mod hashing;
 pub mod job;

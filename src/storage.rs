@@ -29,6 +29,8 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::exit_code::ExitCode;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
@@ -69,6 +71,23 @@ pub enum StorageError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+}
+
+impl StorageError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            StorageError::BadUrl { .. } | StorageError::NotFound { .. } => ExitCode::Invalid,
+            StorageError::AlreadyExists { .. } => ExitCode::Conflict,
+            // Wrong credentials or permissions are configuration, not bad luck.
+            StorageError::Io {
+                source: object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
+                ..
+            } => ExitCode::Invalid,
+            // Our own marker or manifest unreadable: an unexpected state for a person.
+            StorageError::Corrupt { .. } => ExitCode::Internal,
+            StorageError::Io { .. } | StorageError::Parquet { .. } => ExitCode::Transient,
+        }
+    }
 }
 
 impl StorageError {

@@ -2,7 +2,8 @@
 //! the `audience bench allocate` measurement.
 //!
 //! An instance has `users` users, each a candidate for a random subset of the
-//! campaigns; values are priority × impressions × a skewed probability, costs are
+//! campaigns with a skewed objective probability; values follow the shape's
+//! [`Valuation`] (quality-weighted spend or expected events), costs are
 //! impressions × CPM / 1000 with a per-user market factor, budgets buy between 5%
 //! and 60% of a campaign's candidates (tight and loose), and some campaigns have
 //! a minimum audience.
@@ -13,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{Allocation, CampaignSpec, Candidates, Options, Solver, allocate};
+use super::{Allocation, CampaignSpec, Candidates, Options, Valuation, Solver, allocate};
 use crate::contract::Channel;
 
 /// The shape of a random instance.
@@ -26,6 +27,7 @@ pub struct Shape {
     /// Minimum audience of campaigns that set one.
     pub min_audience: u64,
     pub seed: u64,
+    pub objective: Valuation,
 }
 
 /// A random instance; identical for identical shapes.
@@ -65,10 +67,10 @@ pub fn random_instance(shape: Shape) -> (Vec<CampaignSpec>, Candidates) {
                 }
                 for &c in &picked {
                     seen[c] = false;
+                    // The value column holds p until the campaigns' means are known.
                     let p: f64 = rng.random::<f64>().powi(3) * 0.3;
-                    let value = priority[c] * impressions[c] * p;
                     let cost = impressions[c] * cpm[c] * market / 1000.0;
-                    out.push(u as i64 + 1, c as u32, value, cost);
+                    out.push(u as i64 + 1, c as u32, p, cost);
                 }
             }
             out
@@ -83,8 +85,16 @@ pub fn random_instance(shape: Shape) -> (Vec<CampaignSpec>, Candidates) {
     }
 
     let mut total_cost = vec![0.0; shape.campaigns];
-    for (c, k) in candidates.campaign.iter().zip(&candidates.cost) {
+    let (mut p_sum, mut count) = (vec![0.0; shape.campaigns], vec![0usize; shape.campaigns]);
+    for ((c, k), p) in candidates.campaign.iter().zip(&candidates.cost).zip(&candidates.value) {
         total_cost[*c as usize] += k;
+        p_sum[*c as usize] += p;
+        count[*c as usize] += 1;
+    }
+    for i in 0..candidates.len() {
+        let c = candidates.campaign[i] as usize;
+        let mean = p_sum[c] / count[c] as f64;
+        candidates.value[i] = shape.objective.value(priority[c], impressions[c], candidates.cost[i], candidates.value[i], mean);
     }
     for (campaign, total) in campaigns.iter_mut().zip(total_cost) {
         campaign.budget = (total * rng.random_range(0.05..0.6) * 100.0).round() / 100.0;
@@ -101,16 +111,17 @@ pub struct Measured {
 
 /// Runs `solvers` on one random instance of `candidates` pairs over `campaigns`
 /// campaigns and prints the figures. Returns the runs for callers that check them.
-pub fn run(candidates: usize, campaigns: usize, solvers: &[Solver], seed: u64) -> Vec<Measured> {
+pub fn run(candidates: usize, campaigns: usize, solvers: &[Solver], objective: Valuation, seed: u64) -> Vec<Measured> {
     let per_user = 20.min(campaigns);
-    let shape = Shape { users: candidates.div_ceil(per_user), campaigns, per_user, min_audience: 100, seed };
+    let shape = Shape { users: candidates.div_ceil(per_user), campaigns, per_user, min_audience: 100, seed, objective };
     let started = Instant::now();
     let (specs, pairs) = random_instance(shape);
     println!(
-        "instance: {} candidates, {} campaigns, {} users, generated in {:.2} s",
+        "instance: {} candidates, {} campaigns, {} users, objective {}, generated in {:.2} s",
         pairs.len(),
         campaigns,
         shape.users,
+        objective.as_str(),
         started.elapsed().as_secs_f64()
     );
     let mut runs = Vec::new();

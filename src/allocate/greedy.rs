@@ -3,7 +3,8 @@
 //! gain of the Lagrangian solver can be measured.
 
 use super::Allocation;
-use super::instance::{Instance, Selection};
+use super::instance::Instance;
+use super::selection::Selection;
 
 pub(crate) fn solve(instance: &Instance) -> Allocation {
     let order = instance.order_by(|i| instance.candidates.value[i]);

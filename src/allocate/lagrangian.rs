@@ -16,7 +16,8 @@
 use rayon::prelude::*;
 
 use super::Allocation;
-use super::instance::{Instance, Open, Selection, settle_floors};
+use super::instance::{Instance, Open};
+use super::selection::{Selection, settle_floors};
 use crate::contract::Channel;
 
 /// Users evaluated per parallel task; fixed (not derived from the thread count)
@@ -48,7 +49,9 @@ pub(crate) fn solve(instance: &Instance, max_iterations: u32) -> Allocation {
     }
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "primal built");
     let (selection, open) = best.expect("two trials");
-    selection.finish(instance, open, Some(search.best_dual), search.iterations)
+    let mut allocation = selection.finish(instance, open, Some(search.best_dual), search.iterations);
+    allocation.prices = Some(search.best_prices);
+    allocation
 }
 
 struct Search {

@@ -1,4 +1,4 @@
-//! Allocation under budgets, per-user caps and privacy floors (DESIGN.md section 6).
+//! Allocation under budgets, per-user caps and privacy floors (docs/design.md §6).
 //!
 //! Given candidates (user, campaign, value, cost), choose x(u,c) ∈ {0,1} to maximise
 //! Σ value·x subject to: each campaign's spend ≤ its budget; each user in at most
@@ -15,6 +15,8 @@
 pub mod bench;
 mod greedy;
 mod instance;
+mod search;
+mod selection;
 mod lagrangian;
 
 use std::fmt;
@@ -38,7 +40,7 @@ pub struct Candidates {
     pub user: Vec<i64>,
     /// Index into the campaign list.
     pub campaign: Vec<u32>,
-    /// Expected value of choosing the pair (priority × impressions × p_objective).
+    /// Value of choosing the pair, in the unit of the [`Valuation`].
     pub value: Vec<f64>,
     /// Cost of choosing the pair (impressions × cpm / 1000).
     pub cost: Vec<f64>,
@@ -81,6 +83,53 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits { max_ads_per_user: 2, max_promotions_per_user: 2, privacy_floor: 100 }
+    }
+}
+
+/// What a chosen pair is worth: the unit in which campaigns are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Valuation {
+    /// Quality-weighted spend (currency): `priority × cost × p / p̄`, where `p̄`
+    /// is the campaign's mean objective probability over its eligible users. A
+    /// campaign's typical user is worth what it pays, a better one more, so
+    /// every campaign's budget counts in the same unit whatever its objective.
+    #[default]
+    QualitySpend,
+    /// Expected objective events, `priority × impressions_per_user × p`: adds
+    /// streams, clicks and follows as if they were worth the same, so campaigns
+    /// with rare objectives lose every contested user.
+    Events,
+}
+
+impl Valuation {
+    /// The value of one candidate pair. `cost` is what the pair costs
+    /// (`impressions_per_user × cpm / 1000`), `p` its objective probability
+    /// and `mean_p` the campaign's mean `p` over its eligible users.
+    pub fn value(self, priority: f64, impressions_per_user: f64, cost: f64, p: f64, mean_p: f64) -> f64 {
+        match self {
+            Valuation::QualitySpend if mean_p > 0.0 => priority * cost * p / mean_p,
+            Valuation::QualitySpend => 0.0,
+            Valuation::Events => priority * impressions_per_user * p,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Valuation::QualitySpend => "quality_spend",
+            Valuation::Events => "events",
+        }
+    }
+}
+
+impl std::str::FromStr for Valuation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "quality_spend" => Ok(Valuation::QualitySpend),
+            "events" => Ok(Valuation::Events),
+            other => Err(format!("unknown objective {other:?} (expected quality_spend or events)")),
+        }
     }
 }
 
@@ -158,6 +207,10 @@ pub struct Allocation {
     pub dual_bound: Option<f64>,
     /// (dual_bound − primal) / dual_bound.
     pub gap: Option<f64>,
+    /// The budget prices λ_c behind the dual bound (Lagrangian solver only):
+    /// what one more unit of campaign c's budget would add to the objective,
+    /// and the reduced value v − λ_c·k a pair needed to be worth taking.
+    pub prices: Option<Vec<f64>>,
     /// Price iterations run (0 for greedy).
     pub iterations: u32,
 }

@@ -1,4 +1,4 @@
-//! The cluster engine (DESIGN.md section 8): the same scoring plan as the local
+//! The cluster engine (docs/design.md §8): the same scoring plan as the local
 //! engine, run by Ballista. The job's client plans a [`plan::ScoreNode`] over
 //! the users scan and sends it to our scheduler, which turns it into a
 //! [`plan::ScoreExec`] per users partition; executors run those with the

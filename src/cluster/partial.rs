@@ -1,15 +1,16 @@
 //! One partition's scoring result as Arrow rows, so executors can return it
-//! through Ballista: its pools' candidates plus its counts (eligible pairs per
-//! campaign, users scored, pairs that got all five heads). Decoding rebuilds
+//! through Ballista: its pools' candidates plus its counts (eligible pairs and
+//! the fixed-point probability sum per campaign, users scored, pairs that got
+//! all five heads). Decoding rebuilds
 //! the same pools, so the client merges them exactly as the local engine does.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Float32Array, Float64Array, Int64Array, RecordBatch, UInt8Array, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type};
+use arrow::array::{ArrayRef, AsArray, Float32Array, Int64Array, RecordBatch, UInt8Array, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type};
 
 use crate::hashing::hash_bytes;
-use crate::model::network::TASKS;
+use crate::contract::TASKS;
 use crate::scoring::pool::{Candidate, Pool};
 use crate::scoring::scorer::{PartitionResult, Prepared};
 
@@ -21,6 +22,8 @@ const ELIGIBLE: u8 = 1;
 const USERS: u8 = 2;
 /// `count` = pairs that got all five heads.
 const ALL_HEAD_PAIRS: u8 = 3;
+/// `count` = fixed-point sum of `campaign`'s objective probability.
+const P_SUM: u8 = 4;
 
 pub fn schema() -> SchemaRef {
     let mut fields = vec![
@@ -30,7 +33,6 @@ pub fn schema() -> SchemaRef {
     ];
     fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
     fields.push(Field::new("p_objective", DataType::Float32, false));
-    fields.push(Field::new("value", DataType::Float64, false));
     fields.push(Field::new("count", DataType::UInt64, false));
     Arc::new(Schema::new(fields))
 }
@@ -42,7 +44,6 @@ struct Rows {
     user_id: Vec<i64>,
     probabilities: [Vec<f32>; 5],
     p_objective: Vec<f32>,
-    value: Vec<f64>,
     count: Vec<u64>,
 }
 
@@ -55,7 +56,6 @@ impl Rows {
             column.push(candidate.map_or(0.0, |c| c.probabilities[task]));
         }
         self.p_objective.push(candidate.map_or(0.0, |c| c.p_objective));
-        self.value.push(candidate.map_or(0.0, |c| c.value));
         self.count.push(count);
     }
 }
@@ -65,8 +65,9 @@ pub fn encode(result: PartitionResult) -> RecordBatch {
     let mut rows = Rows::default();
     rows.push(USERS, 0, None, result.users);
     rows.push(ALL_HEAD_PAIRS, 0, None, result.all_head_pairs);
-    for (c, (pool, eligible)) in result.pools.into_iter().zip(result.eligible).enumerate() {
+    for (c, ((pool, eligible), p_sum)) in result.pools.into_iter().zip(result.eligible).zip(result.p_sum).enumerate() {
         rows.push(ELIGIBLE, c, None, eligible);
+        rows.push(P_SUM, c, None, p_sum);
         for candidate in pool.into_sorted() {
             rows.push(CANDIDATE, c, Some(&candidate), 0);
         }
@@ -78,7 +79,6 @@ pub fn encode(result: PartitionResult) -> RecordBatch {
     ];
     columns.extend(rows.probabilities.into_iter().map(|p| Arc::new(Float32Array::from(p)) as ArrayRef));
     columns.push(Arc::new(Float32Array::from(rows.p_objective)));
-    columns.push(Arc::new(Float64Array::from(rows.value)));
     columns.push(Arc::new(UInt64Array::from(rows.count)));
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
 }
@@ -99,8 +99,7 @@ pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut Partit
     let user_id = column(2).as_primitive::<Int64Type>();
     let probabilities: Vec<&arrow::array::Float32Array> = (3..8).map(|i| column(i).as_primitive::<Float32Type>()).collect();
     let p_objective = column(8).as_primitive::<Float32Type>();
-    let value = column(9).as_primitive::<Float64Type>();
-    let count = column(10).as_primitive::<UInt64Type>();
+    let count = column(9).as_primitive::<UInt64Type>();
     let campaigns = prepared.campaigns.len();
     for row in 0..batch.num_rows() {
         let c = campaign.value(row) as usize;
@@ -111,10 +110,11 @@ pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut Partit
             USERS => result.users += count.value(row),
             ALL_HEAD_PAIRS => result.all_head_pairs += count.value(row),
             ELIGIBLE => result.eligible[c] += count.value(row),
+            P_SUM => result.p_sum[c] += count.value(row),
             CANDIDATE => {
                 let p: [f32; 5] = std::array::from_fn(|task| probabilities[task].value(row));
                 let seed = hash_bytes(prepared.campaigns[c].campaign_id.as_bytes());
-                result.pools[c].offer(Candidate::new(user_id.value(row), seed, value.value(row), p_objective.value(row), p));
+                result.pools[c].offer(Candidate::new(user_id.value(row), seed, p_objective.value(row), p));
             }
             other => return Err(Malformed(format!("row kind {other}"))),
         }
@@ -127,6 +127,7 @@ pub fn empty(prepared: &Prepared) -> PartitionResult {
     PartitionResult {
         pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
         eligible: vec![0; prepared.campaigns.len()],
+        p_sum: vec![0; prepared.campaigns.len()],
         users: 0,
         all_head_pairs: 0,
     }

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -20,7 +19,33 @@ use ballista_scheduler::scheduler_process::start_server;
 
 use super::codec::{LogicalCodec, PhysicalCodec};
 use super::session;
+use crate::exit_code::ExitCode;
 use crate::storage::StorageOptions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("{what} address {address:?}: {source}")]
+    BadAddress { what: &'static str, address: String, source: std::net::AddrParseError },
+    #[error("binding {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("{what}: {source}")]
+    Ballista { what: &'static str, source: ballista_core::error::BallistaError },
+}
+
+impl ProcessError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ProcessError::BadAddress { .. } => ExitCode::Invalid,
+            // A port in use or a scheduler not up yet: try again.
+            ProcessError::Bind { .. } | ProcessError::Ballista { .. } => ExitCode::Transient,
+        }
+    }
+}
+
+fn address(what: &'static str, host: &str, port: u16) -> Result<SocketAddr, ProcessError> {
+    let address = format!("{host}:{port}");
+    address.parse().map_err(|source| ProcessError::BadAddress { what, address, source })
+}
 
 pub struct SchedulerOptions {
     pub bind_host: String,
@@ -34,9 +59,8 @@ pub struct SchedulerOptions {
     pub storage: StorageOptions,
 }
 
-pub async fn scheduler(options: SchedulerOptions) -> anyhow::Result<()> {
-    let address: SocketAddr =
-        format!("{}:{}", options.bind_host, options.port).parse().with_context(|| format!("bind address {}:{}", options.bind_host, options.port))?;
+pub async fn scheduler(options: SchedulerOptions) -> Result<(), ProcessError> {
+    let address = address("bind", &options.bind_host, options.port)?;
     let storage = options.storage;
     let config = SchedulerConfig {
         bind_host: options.bind_host,
@@ -51,9 +75,11 @@ pub async fn scheduler(options: SchedulerOptions) -> anyhow::Result<()> {
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         ..SchedulerConfig::default()
     };
-    let cluster = BallistaCluster::new_from_config(&config).await.context("creating the scheduler's cluster state")?;
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|source| ProcessError::Ballista { what: "creating the scheduler's cluster state", source })?;
     tracing::info!(%address, "scheduler listening (health: /healthz, /readyz on the same port)");
-    start_server(cluster, address, Arc::new(config)).await.context("scheduler")
+    start_server(cluster, address, Arc::new(config)).await.map_err(|source| ProcessError::Ballista { what: "scheduler", source })
 }
 
 pub struct ExecutorOptions {
@@ -76,14 +102,14 @@ pub struct ExecutorOptions {
     pub storage: StorageOptions,
 }
 
-pub async fn executor(options: ExecutorOptions) -> anyhow::Result<()> {
+pub async fn executor(options: ExecutorOptions) -> Result<(), ProcessError> {
     // Tasks own the cores (each scores with one libtorch thread, as partitions do locally).
     let slots = if options.task_slots == 0 { crate::scoring::cores() } else { options.task_slots };
     let health = ExecutorHealth::new();
-    let health_address: SocketAddr = format!("{}:{}", options.bind_host, options.health_port)
-        .parse()
-        .with_context(|| format!("health address {}:{}", options.bind_host, options.health_port))?;
-    let listener = tokio::net::TcpListener::bind(health_address).await.with_context(|| format!("binding {health_address}"))?;
+    let health_address = address("health", &options.bind_host, options.health_port)?;
+    let listener = tokio::net::TcpListener::bind(health_address)
+        .await
+        .map_err(|source| ProcessError::Bind { address: health_address, source })?;
     tokio::spawn(serve_health(listener, health.clone()));
 
     let storage = options.storage;
@@ -106,7 +132,7 @@ pub async fn executor(options: ExecutorOptions) -> anyhow::Result<()> {
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(slots, health = %health_address, "executor starting");
-    start_executor_process(Arc::new(config)).await.context("executor")
+    start_executor_process(Arc::new(config)).await.map_err(|source| ProcessError::Ballista { what: "executor", source })
 }
 
 async fn serve_health(listener: tokio::net::TcpListener, health: ExecutorHealth) {

@@ -1,4 +1,4 @@
-//! The data contract (DESIGN.md section 3): the tables the job reads and writes,
+//! The data contract (docs/design.md §3): the tables the job reads and writes,
 //! their Arrow schemas, closed vocabularies, and the rules every reader enforces.
 //!
 //! Each table is a Parquet dataset under its own prefix of a world root
@@ -6,73 +6,16 @@
 //! a compatible type; extra columns are allowed and ignored. The validator in
 //! [`validate`] checks a whole world against this module's [`TableSpec`]s.
 
+pub mod files;
+pub mod report;
 pub mod validate;
+mod vocabulary;
+
+pub use vocabulary::*;
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-
-/// Podcast genres. `users.genre_affinity[i]` is the user's share of listening in
-/// `GENRES[i]`, so the vector length G is the number of genres.
-pub const GENRES: [&str; 16] = [
-    "comedy",
-    "news",
-    "true_crime",
-    "society",
-    "sports",
-    "business",
-    "health",
-    "education",
-    "technology",
-    "history",
-    "science",
-    "music",
-    "arts",
-    "religion",
-    "kids",
-    "fiction",
-];
-
-/// Number of genres, the length of `genre_affinity`.
-pub const GENRE_COUNT: usize = GENRES.len();
-
-/// Lower bounds (inclusive) of stream tiers 1..=7 by `podcasts.streams_30d`; tier 0
-/// is everything below the first bound. Eight tiers, as in the paper.
-pub const TIER_BOUNDS: [i64; 7] = [1_000, 5_000, 20_000, 100_000, 500_000, 2_000_000, 10_000_000];
-
-/// Podcasts below this many 30-day streams are "less-streamed" (the paper's cut).
-pub const LESS_STREAMED_BELOW: i64 = 5_000;
-
-/// The stream tier (0..8) of a podcast with `streams_30d` streams.
-pub fn stream_tier(streams_30d: i64) -> usize {
-    TIER_BOUNDS.iter().take_while(|&&bound| streams_30d >= bound).count()
-}
-
-pub const CAMPAIGN_KINDS: [&str; 2] = ["ad", "promotion"];
-
-/// The channel of a campaign (`campaigns.kind`) or impression (`impressions.source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Ad,
-    Promotion,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Ad => "ad",
-            Channel::Promotion => "promotion",
-        }
-    }
-}
-pub const OBJECTIVES: [&str; 3] = ["stream", "click", "follow"];
-pub const FORMATS: [&str; 3] = ["audio", "video", "display"];
-pub const STATUSES: [&str; 3] = ["active", "paused", "ended"];
-pub const SOURCES: [&str; 2] = ["ad", "promotion"];
-
-/// Campaign ids become part of object paths, so they are restricted to this.
-pub const CAMPAIGN_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
 /// The tables of a world, in the order they are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -297,6 +240,21 @@ impl ColumnSpec {
     }
 }
 
+/// Schema of the audiences the job writes (one row per chosen user and
+/// campaign; docs/design.md §3).
+pub fn audience_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("campaign_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("rank", DataType::Int64, false),
+        Field::new("p_objective", DataType::Float32, false),
+        Field::new("expected_events", DataType::Float32, false),
+        Field::new("cost", DataType::Float64, false),
+    ];
+    fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
+    Arc::new(Schema::new(fields))
+}
+
 use ColumnType as T;
 
 fn users_spec() -> TableSpec {
@@ -402,16 +360,6 @@ fn impressions_spec() -> TableSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tiers_cover_eight_buckets_and_less_streamed_is_the_bottom_two() {
-        assert_eq!(stream_tier(0), 0);
-        assert_eq!(stream_tier(999), 0);
-        assert_eq!(stream_tier(1_000), 1);
-        assert_eq!(stream_tier(LESS_STREAMED_BELOW - 1), 1);
-        assert_eq!(stream_tier(LESS_STREAMED_BELOW), 2);
-        assert_eq!(stream_tier(i64::MAX), 7);
-    }
 
     #[test]
     fn readers_accept_other_string_and_list_encodings() {

@@ -1,4 +1,4 @@
-//! The commit protocol (DESIGN.md section 7) for one date's directory:
+//! The commit protocol (docs/design.md §7) for one date's directory:
 //!
 //! ```text
 //! <output>/dt=<date>/run=<run_id>/audiences/campaign_id=<id>/part-00000.parquet

@@ -1,7 +1,9 @@
 //! The job configuration: a TOML file (examples under `configs/`) with
 //! `${VAR}`, `${VAR:-default}` and `${VAR:?message}` expanded from the
 //! environment before parsing. Unknown keys are errors, so a typo cannot
-//! silently fall back to a default.
+//! silently fall back to a default. The file's shape ([`ConfigFile`]) is turned
+//! once into a validated [`JobConfig`] (locations opened with the `[storage.*]`
+//! settings, the engine resolved), and every problem is reported at once.
 
 use std::collections::BTreeMap;
 
@@ -9,12 +11,13 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::allocate::{Limits, Solver};
+use crate::allocate::{Limits, Solver, Valuation};
 use crate::storage::{Location, StorageError, StorageOptions};
 
+/// The config file as written (after environment expansion).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobConfig {
+pub struct ConfigFile {
     pub inputs: Inputs,
     pub model: ModelSource,
     pub output: Output,
@@ -23,10 +26,45 @@ pub struct JobConfig {
     #[serde(default)]
     pub scoring: Scoring,
     #[serde(default)]
-    pub engine: Engine,
+    pub engine: EngineSection,
     /// Object-store client settings by scheme (no credentials).
     #[serde(default)]
     pub storage: StorageOptions,
+}
+
+/// A validated job config: what `run`, `backfill` and `validate --config` use.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The file it came from, as recorded in each run's manifest.
+    pub file: ConfigFile,
+    /// Root of the input tables, opened with the storage settings.
+    pub inputs: Location,
+    /// The model artifact directory.
+    pub model: Location,
+    /// Where `dt=<date>/` directories are written.
+    pub output: Location,
+    pub engine: Engine,
+    pub allocation: Allocation,
+    pub scoring: Scoring,
+    pub storage: StorageOptions,
+}
+
+/// Where scoring runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in this process.
+    Local { partitions: usize },
+    /// A Ballista cluster behind `scheduler` (e.g. `df://scheduler:50050`).
+    Ballista { scheduler: String, partitions: usize },
+}
+
+impl Engine {
+    /// Partitions of the users scan (0: one per core).
+    pub fn partitions(&self) -> usize {
+        match self {
+            Engine::Local { partitions } | Engine::Ballista { partitions, .. } => *partitions,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +95,9 @@ pub struct Allocation {
     pub max_promotions_per_user: u32,
     /// Smallest audience any campaign may have (raised per campaign by its `min_audience`).
     pub privacy_floor: u64,
+    /// What a (user, campaign) pair is worth: `quality_spend` (currency, the
+    /// default) or `events` (raw expected objective events).
+    pub objective: Valuation,
     pub solver: Solver,
     /// Seed of the tie-breaking hash.
     pub seed: u64,
@@ -69,6 +110,7 @@ impl Default for Allocation {
             max_ads_per_user: limits.max_ads_per_user,
             max_promotions_per_user: limits.max_promotions_per_user,
             privacy_floor: limits.privacy_floor,
+            objective: Valuation::default(),
             solver: Solver::Lagrangian,
             seed: 0,
         }
@@ -102,7 +144,7 @@ pub enum EngineKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Engine {
+pub struct EngineSection {
     pub kind: EngineKind,
     /// Partitions (0: one per core).
     pub partitions: usize,
@@ -112,12 +154,13 @@ pub struct Engine {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config {file}: {message}")]
-    Invalid { file: String, message: String },
+    /// Every problem found in the file, one message each.
+    #[error("config {file}: {}", problems.join("; "))]
+    Invalid { file: String, problems: Vec<String> },
 }
 
 fn invalid(file: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { file: file.to_string(), message: message.into() }
+    ConfigError::Invalid { file: file.to_string(), problems: vec![message.into()] }
 }
 
 /// Expands `${VAR}`, `${VAR:-default}` and `${VAR:?message}` with `lookup`.
@@ -153,31 +196,11 @@ impl JobConfig {
 
     pub fn parse(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<JobConfig, ConfigError> {
         let expanded = expand(text, file, lookup)?;
-        let config: JobConfig = toml::from_str(&expanded).map_err(|e| invalid(file, e.to_string()))?;
-        config.check(file)?;
-        Ok(config)
+        let parsed: ConfigFile = toml::from_str(&expanded).map_err(|e| invalid(file, e.to_string()))?;
+        JobConfig::try_from(parsed).map_err(|problems| ConfigError::Invalid { file: file.to_string(), problems })
     }
 
-    fn check(&self, file: &str) -> Result<(), ConfigError> {
-        for (key, value) in [("inputs.root", &self.inputs.root), ("model.uri", &self.model.uri), ("output.root", &self.output.root)] {
-            if value.trim().is_empty() {
-                return Err(invalid(file, format!("{key} is empty")));
-            }
-        }
-        if !(self.scoring.pool_slack >= 1.0 && self.scoring.pool_slack.is_finite()) {
-            return Err(invalid(file, format!("scoring.pool_slack = {}: must be a number ≥ 1", self.scoring.pool_slack)));
-        }
-        if self.scoring.batch_rows == 0 || self.scoring.hour > 23 {
-            return Err(invalid(file, "scoring.batch_rows must be ≥ 1 and scoring.hour 0-23"));
-        }
-        self.storage.check().map_err(|message| invalid(file, message))?;
-        if self.engine.kind == EngineKind::Ballista && self.engine.scheduler.is_none() {
-            return Err(invalid(file, "engine.kind = \"ballista\" needs engine.scheduler (e.g. \"df://localhost:50050\")"));
-        }
-        Ok(())
-    }
-
-    /// Opens one of the config's locations with its storage settings.
+    /// Opens another location (not one of the config's own) with its storage settings.
     pub fn location(&self, url: &str) -> Result<Location, StorageError> {
         Location::parse_with(url, &self.storage)
     }
@@ -198,6 +221,60 @@ impl JobConfig {
         decisive.insert("scoring.pool_slack", self.scoring.pool_slack.into());
         decisive.insert("scoring.hour", self.scoring.hour.into());
         hex::encode(Sha256::digest(serde_json::to_vec(&decisive).expect("serialises")))
+    }
+}
+
+impl TryFrom<ConfigFile> for JobConfig {
+    /// Every problem, one message each.
+    type Error = Vec<String>;
+
+    fn try_from(file: ConfigFile) -> Result<JobConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        if let Err(message) = file.storage.check() {
+            problems.push(message);
+        }
+        let mut open = |key: &str, url: &str| {
+            if url.trim().is_empty() {
+                problems.push(format!("{key} is empty"));
+                return None;
+            }
+            Location::parse_with(url, &file.storage).map_err(|e| problems.push(format!("{key}: {e}"))).ok()
+        };
+        let inputs = open("inputs.root", &file.inputs.root);
+        let model = open("model.uri", &file.model.uri);
+        let output = open("output.root", &file.output.root);
+        let scoring = &file.scoring;
+        if !(scoring.pool_slack >= 1.0 && scoring.pool_slack.is_finite()) {
+            problems.push(format!("scoring.pool_slack = {}: must be a number ≥ 1", scoring.pool_slack));
+        }
+        if scoring.batch_rows == 0 {
+            problems.push("scoring.batch_rows must be ≥ 1".to_string());
+        }
+        if scoring.hour > 23 {
+            problems.push(format!("scoring.hour = {}: must be 0-23", scoring.hour));
+        }
+        let partitions = file.engine.partitions;
+        let engine = match (file.engine.kind, &file.engine.scheduler) {
+            (EngineKind::Local, _) => Some(Engine::Local { partitions }),
+            (EngineKind::Ballista, Some(scheduler)) => Some(Engine::Ballista { scheduler: scheduler.clone(), partitions }),
+            (EngineKind::Ballista, None) => {
+                problems.push("engine.kind = \"ballista\" needs engine.scheduler (e.g. \"df://localhost:50050\")".to_string());
+                None
+            }
+        };
+        match (inputs, model, output, engine) {
+            (Some(inputs), Some(model), Some(output), Some(engine)) if problems.is_empty() => Ok(JobConfig {
+                inputs,
+                model,
+                output,
+                engine,
+                allocation: file.allocation.clone(),
+                scoring: file.scoring.clone(),
+                storage: file.storage.clone(),
+                file,
+            }),
+            _ => Err(problems),
+        }
     }
 }
 
@@ -251,11 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[inputs]\nroot = \"\"\n[model]\nuri = \"ftp://x/m\"\n[output]\nroot = \"o\"\n\
+                    [scoring]\npool_slack = 0.5\nhour = 30\n[engine]\nkind = \"ballista\"\n";
+        let err = JobConfig::parse(text, "job.toml", env).unwrap_err().to_string();
+        for expected in [
+            "inputs.root is empty",
+            "model.uri: bad storage URL",
+            "scoring.pool_slack = 0.5",
+            "scoring.hour = 30",
+            "needs engine.scheduler",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in {err}");
+        }
+    }
+
+    #[test]
     fn the_hash_follows_decisive_settings_only() {
         let a = JobConfig::parse(MINIMAL, "f", env).unwrap();
         let mut b = a.clone();
-        b.engine.partitions = 7;
-        b.output.root = "elsewhere".into();
+        b.engine = Engine::Local { partitions: 7 };
+        b.output = Location::parse("elsewhere").unwrap();
         assert_eq!(a.hash(), b.hash());
         b.allocation.privacy_floor = 50;
         assert_ne!(a.hash(), b.hash());
@@ -270,7 +363,7 @@ mod tests {
             let path = format!("{}/configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).unwrap();
             let config = JobConfig::parse(&text, &path, lookup).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(config.engine.kind, EngineKind::Local, "{name}");
+            assert!(matches!(config.engine, Engine::Local { .. }), "{name}");
         }
         let nightly = std::fs::read_to_string(format!("{}/configs/nightly.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let err = JobConfig::parse(&nightly, "nightly.toml", |_| None).unwrap_err().to_string();

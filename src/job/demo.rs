@@ -5,12 +5,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::config::{Inputs, JobConfig, ModelSource, Output};
+use super::config::{ConfigFile, Inputs, JobConfig, ModelSource, Output};
 use super::run::{JobError, RunFlags, RunManifest, run};
 use crate::model::train::TrainOptions;
 use crate::model::workflow::train_and_save;
 use crate::world::WorldConfig;
-use crate::world::generate::generate;
+use crate::world::write::generate;
+use crate::exit_code::ExitCode;
 
 pub struct Demo {
     pub manifest: RunManifest,
@@ -22,7 +23,7 @@ pub struct Demo {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error(transparent)]
-    Generate(#[from] crate::world::generate::GenerateError),
+    Generate(#[from] crate::world::write::GenerateError),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
@@ -31,10 +32,21 @@ pub enum DemoError {
     Storage(#[from] crate::storage::StorageError),
 }
 
+impl DemoError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            DemoError::Generate(e) => e.exit_code(),
+            DemoError::Model(e) => e.exit_code(),
+            DemoError::Job(e) => e.exit_code(),
+            DemoError::Storage(e) => e.exit_code(),
+        }
+    }
+}
+
 /// The demo's job config: everything under `dir`.
 pub fn config(dir: &Path) -> JobConfig {
     let at = |child: &str| dir.join(child).display().to_string();
-    JobConfig {
+    let file = ConfigFile {
         inputs: Inputs { root: at("world") },
         model: ModelSource { uri: at("model") },
         output: Output { root: at("audiences") },
@@ -42,18 +54,18 @@ pub fn config(dir: &Path) -> JobConfig {
         scoring: Default::default(),
         engine: Default::default(),
         storage: Default::default(),
-    }
+    };
+    JobConfig::try_from(file).expect("the demo's config is valid")
 }
 
 pub async fn demo(dir: &Path, world: WorldConfig, training: &TrainOptions) -> Result<Demo, DemoError> {
     let config = config(dir);
     let mut steps = Vec::new();
     let started = Instant::now();
-    let world_location = config.location(&config.inputs.root)?;
-    generate(&world_location, world.clone(), true).await?;
+    generate(&config.inputs, world.clone(), true).await?;
     steps.push(("generate", started.elapsed().as_secs_f64()));
     let started = Instant::now();
-    train_and_save(&world_location, &config.location(&config.model.uri)?, training, None).await?;
+    train_and_save(&config.inputs, &config.model, training, None).await?;
     steps.push(("train", started.elapsed().as_secs_f64()));
     let started = Instant::now();
     // A regenerated world has new files: replace the previous demo's run.
@@ -98,10 +110,69 @@ impl Demo {
             m.dual_bound.map_or("-".into(), |b| format!("{b:.2}")),
             m.gap.map_or("-".into(), |g| format!("{:.3}%", 100.0 * g))
         );
+        out += &self.market();
         let stages: Vec<String> = m.timings.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
         out += &format!("job stages: {}\n", stages.join(", "));
         let steps: Vec<String> = self.steps.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
         out += &format!("demo steps: {}\n", steps.join(", "));
         out
     }
+
+    /// Per channel × objective: active campaigns served and budget spent.
+    pub fn market(&self) -> String {
+        let mut out = format!("{:<10} {:<8} {:>9} {:>8} {:>7} {:>12} {:>12} {:>7}\n", "kind", "goal", "campaigns", "served", "share", "budget", "spend", "spent");
+        for group in market_groups(&self.manifest) {
+            out += &format!(
+                "{:<10} {:<8} {:>9} {:>8} {:>6.1}% {:>12.2} {:>12.2} {:>6.1}%\n",
+                group.kind,
+                group.objective,
+                group.campaigns,
+                group.served,
+                100.0 * group.served as f64 / group.campaigns.max(1) as f64,
+                group.budget,
+                group.spend,
+                100.0 * group.spend / group.budget.max(f64::MIN_POSITIVE)
+            );
+        }
+        out
+    }
+}
+
+/// Active campaigns of one channel and objective in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarketGroup {
+    /// `ad`, `promotion`, or `all` for the total row.
+    pub kind: String,
+    pub objective: String,
+    pub campaigns: usize,
+    /// Campaigns that got an audience.
+    pub served: usize,
+    pub budget: f64,
+    pub spend: f64,
+}
+
+/// The run's campaigns grouped by channel × objective (sorted), then a total.
+pub fn market_groups(manifest: &RunManifest) -> Vec<MarketGroup> {
+    let empty = |kind: &str, objective: &str| MarketGroup {
+        kind: kind.to_string(),
+        objective: objective.to_string(),
+        campaigns: 0,
+        served: 0,
+        budget: 0.0,
+        spend: 0.0,
+    };
+    let mut groups: std::collections::BTreeMap<(String, String), MarketGroup> = Default::default();
+    let mut total = empty("all", "all");
+    for c in &manifest.campaigns {
+        let group = groups.entry((c.kind.clone(), c.objective.clone())).or_insert_with(|| empty(&c.kind, &c.objective));
+        for g in [&mut *group, &mut total] {
+            g.campaigns += 1;
+            g.served += (c.audience > 0) as usize;
+            g.budget += c.budget;
+            g.spend += c.spend;
+        }
+    }
+    let mut out: Vec<MarketGroup> = groups.into_values().collect();
+    out.push(total);
+    out
 }

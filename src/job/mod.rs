@@ -1,8 +1,11 @@
-//! The nightly job (DESIGN.md sections 1 and 7): configuration, one run with its
-//! commit protocol, dry runs and backfills.
+//! The nightly job (docs/design.md §1 and §7): configuration, one run with its
+//! commit protocol, dry runs and backfills, config validation, the demo.
 
+pub mod audiences;
 pub mod commit;
 pub mod config;
 pub mod demo;
 pub mod dry_run;
+pub mod manifest;
 pub mod run;
+pub mod validate;

@@ -4,14 +4,14 @@
 
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use super::features::{FeatureSpec, Rows, encode_campaigns, encode_users, pair_features};
 use super::network::Inputs;
-use crate::contract::validate::data_files;
+use crate::contract::files::fingerprint;
 use crate::contract::{Table, stream_tier};
 use crate::storage::Location;
+use crate::exit_code::ExitCode;
 
 /// Label columns, in this order: `streamed`, `clicked`, `liked`, `followed`.
 pub const LABELS: [&str; 4] = ["streamed", "clicked", "liked", "followed"];
@@ -52,6 +52,16 @@ pub enum DatasetError {
     Storage(#[from] crate::storage::StorageError),
     #[error("{0}")]
     Empty(String),
+}
+
+impl DatasetError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            DatasetError::Feature(_) | DatasetError::Empty(_) => ExitCode::Invalid,
+            DatasetError::Query { source, .. } => crate::exit_code::of_query(source),
+            DatasetError::Storage(e) => e.exit_code(),
+        }
+    }
 }
 
 const QUERY: &str = "
@@ -176,18 +186,4 @@ impl Dataset {
         }
         Ok(split)
     }
-}
-
-/// A stable fingerprint of the data files of `tables` under `root`: SHA-256 of
-/// each file's URL, size and version (e-tag or
-/// modification time). Changes whenever an input file changes.
-pub async fn fingerprint(root: &Location, tables: &[Table]) -> Result<String, crate::storage::StorageError> {
-    let mut hasher = Sha256::new();
-    for &table in tables {
-        for object in data_files(&root.join(table.name())).await? {
-            let version = object.e_tag.clone().unwrap_or_else(|| object.last_modified.to_rfc3339());
-            hasher.update(format!("{}\t{}\t{}\n", root.url_of(&object.location), object.size, version));
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
 }

@@ -115,7 +115,7 @@ pub fn evaluate(network: &Network, data: &Dataset, rows: &[i64]) -> Evaluation {
     let less_streamed_tiers = TIER_BOUNDS.iter().take_while(|&&b| b <= LESS_STREAMED_BELOW).count();
     debug_assert_eq!(stream_tier(LESS_STREAMED_BELOW - 1), less_streamed_tiers - 1);
     for channel in [Channel::Promotion, Channel::Ad] {
-        let head = crate::world::truth::stream_task(channel);
+        let head = crate::contract::stream_task(channel);
         for tier in 0..=TIER_BOUNDS.len() {
             let keep = |i: usize| channel_of(data, i) == channel && data.tier[i] as usize == tier;
             let (scores, labels) = slice(&predictions, data, rows, head, 0, keep);

@@ -33,7 +33,7 @@ pub fn ablation_recipes() -> Vec<Recipe> {
 pub fn channel_aps(model: &Model, recipe: &Recipe, data: &Dataset, rows: &[i64]) -> [f64; 2] {
     let predictions = predict(&model.network, &data.inputs, rows);
     [Channel::Promotion, Channel::Ad].map(|channel| {
-        let own = crate::world::truth::stream_task(channel);
+        let own = crate::contract::stream_task(channel);
         let head = if recipe.heads.contains(&own) { own } else { 1 - own };
         stream_average_precision(&predictions, data, rows, channel, head).unwrap_or(f64::NAN)
     })

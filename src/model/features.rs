@@ -1,5 +1,5 @@
 //! The model's features: which columns feed it and how each is encoded, split
-//! into the three parts the first layer is factorised over (DESIGN.md section 5):
+//! into the three parts the first layer is factorised over (docs/design.md §5):
 //!
 //! - **user**: hashed `country`, `age_bucket`, `platform`, `language`; dense
 //!   ln(1+`listening_hours_30d`), ln(1+`follows_count`), ln(1+`searches_30d`) and

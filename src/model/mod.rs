@@ -1,4 +1,4 @@
-//! The multi-task model (DESIGN.md section 4): features, network, training,
+//! The multi-task model (docs/design.md §4): features, network, training,
 //! evaluation, the artifact format, experiments and TorchScript interop.
 //!
 //! Dependencies within: `features` → `network` → `dataset` → `train` /
@@ -21,6 +21,7 @@ use tch::{Device, TchError};
 
 use features::{FeatureError, FeatureSpec};
 use network::{Architecture, Network};
+use crate::exit_code::ExitCode;
 
 /// A network with its variables and the feature spec it reads.
 pub struct Model {
@@ -72,4 +73,33 @@ pub enum ModelError {
     /// A bad artifact, option or experiment setting.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl ModelError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ModelError::Feature(_) | ModelError::Invalid(_) => ExitCode::Invalid,
+            ModelError::Storage(e) => e.exit_code(),
+            ModelError::Dataset(e) => e.exit_code(),
+            ModelError::Torch(_) | ModelError::Io(_) => ExitCode::Internal,
+        }
+    }
+}
+
+/// What libtorch sees on this machine (`audience info`).
+pub struct LibtorchProbe {
+    /// Sum of a 2×2 ones matrix product on the CPU: 8 when libtorch computes.
+    pub matmul_sum: f64,
+    pub intra_op_threads: i32,
+    pub cuda_available: bool,
+}
+
+/// Loads libtorch and runs a small product on the CPU.
+pub fn probe_libtorch() -> LibtorchProbe {
+    let ones = || tch::Tensor::ones([2, 2], (tch::Kind::Float, tch::Device::Cpu));
+    LibtorchProbe {
+        matmul_sum: ones().matmul(&ones()).sum(tch::Kind::Float).double_value(&[]),
+        intra_op_threads: tch::get_num_threads(),
+        cuda_available: tch::Cuda::is_available(),
+    }
 }

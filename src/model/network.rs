@@ -1,4 +1,4 @@
-//! The shared-bottom multi-task network (DESIGN.md section 4) in `tch`.
+//! The shared-bottom multi-task network (docs/design.md §4) in `tch`.
 //!
 //! The first layer is three linear maps, one per input part (user, campaign,
 //! pair), summed: the same as one linear layer on the concatenated input, but
@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 use super::features::{FeatureSpec, Side};
 
 /// The five tasks, in the order of the network's outputs.
-pub use crate::world::truth::TASKS;
+pub use crate::contract::TASKS;
 
 /// Optimiser group of the embeddings and the shared encoder.
 pub const ENCODER_GROUP: usize = 0;

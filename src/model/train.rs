@@ -1,7 +1,7 @@
 //! Training: masked binary cross-entropy over the five towers, source-balanced
 //! mini-batches, Adam, early stopping on the validation AP of the stream tasks.
 //!
-//! The mask (DESIGN.md section 4, the paper's): promotion impressions train every
+//! The mask (docs/design.md §4, the paper's): promotion impressions train every
 //! tower; ad impressions train every tower except the promotion towers. The only
 //! promotion tower is `promo_stream`: click, like and follow are the same user
 //! action whichever channel showed the podcast, so ads data may shape them, and
@@ -123,28 +123,10 @@ pub fn train(
     tch::manual_seed(options.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let recipe = &options.recipe;
-    let mut rows: Vec<i64> = split.train.iter().copied().filter(|&i| recipe.uses(data.is_ad[i as usize])).collect();
-    if let Some(budget) = options.label_budget.filter(|&b| b < rows.len()) {
-        rows.shuffle(&mut rng);
-        rows.truncate(budget);
-        rows.sort_unstable();
-    }
-    if rows.is_empty() {
-        return Err(ModelError::Invalid(format!("recipe {:?} has no training impressions", recipe.name)));
-    }
+    let rows = training_rows(data, split, options, &mut rng)?;
     let model = match start {
         Some(trained) => trained.copy()?,
-        None => {
-            let mut spec = super::features::FeatureSpec::default();
-            let pick = |values: &[f32], width: usize| -> Vec<f32> {
-                rows.iter().flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width]).copied().collect()
-            };
-            for (side, raw) in [&mut spec.user, &mut spec.campaign, &mut spec.pair].into_iter().zip(&data.raw) {
-                let width = side.dense.len();
-                super::features::FeatureSpec::fit_normalisation(side, &pick(raw, width));
-            }
-            Model::new(spec, options.architecture.clone())
-        }
+        None => fresh_model(data, &rows, options),
     };
     let (targets, mask) = targets_and_mask(data, recipe);
     let mut optimizer = nn::Adam::default().build(&model.vs, options.learning_rate)?;
@@ -202,6 +184,35 @@ pub fn train(
     report.seconds = train_seconds;
     report.examples_per_second = trained_examples as f64 / train_seconds.max(1e-9);
     Ok((model, report))
+}
+
+/// The training rows the recipe uses, cut to the label budget (a random
+/// subset, in row order) when one is set.
+fn training_rows(data: &Dataset, split: &Split, options: &TrainOptions, rng: &mut ChaCha8Rng) -> Result<Vec<i64>, ModelError> {
+    let recipe = &options.recipe;
+    let mut rows: Vec<i64> = split.train.iter().copied().filter(|&i| recipe.uses(data.is_ad[i as usize])).collect();
+    if let Some(budget) = options.label_budget.filter(|&b| b < rows.len()) {
+        rows.shuffle(rng);
+        rows.truncate(budget);
+        rows.sort_unstable();
+    }
+    if rows.is_empty() {
+        return Err(ModelError::Invalid(format!("recipe {:?} has no training impressions", recipe.name)));
+    }
+    Ok(rows)
+}
+
+/// A model with random weights and the feature normalisation fitted on `rows`.
+fn fresh_model(data: &Dataset, rows: &[i64], options: &TrainOptions) -> Model {
+    let mut spec = super::features::FeatureSpec::default();
+    let pick = |values: &[f32], width: usize| -> Vec<f32> {
+        rows.iter().flat_map(|&i| &values[i as usize * width..(i as usize + 1) * width]).copied().collect()
+    };
+    for (side, raw) in [&mut spec.user, &mut spec.campaign, &mut spec.pair].into_iter().zip(&data.raw) {
+        let width = side.dense.len();
+        super::features::FeatureSpec::fit_normalisation(side, &pick(raw, width));
+    }
+    Model::new(spec, options.architecture.clone())
 }
 
 /// `[n, 5]` targets (the stream label feeds both stream heads) and the mask of

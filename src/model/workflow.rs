@@ -4,7 +4,8 @@
 use super::artifact::{self, Manifest, Training};
 use super::dataset::{Dataset, Split};
 use super::evaluate::{Evaluation, evaluate};
-use super::train::{TrainOptions, train};
+use super::train::{Recipe, TrainOptions, train};
+use crate::contract::Task;
 use super::{Model, ModelError};
 use crate::storage::Location;
 
@@ -58,4 +59,82 @@ pub async fn evaluate_saved(data: &Location, model: &Location) -> Result<(Manife
     let (model, manifest) = artifact::load(model).await?;
     let (dataset, split) = load_split(data, Some(&model), &manifest.training.report.options).await?;
     Ok((manifest, evaluate(&model.network, &dataset, &split.test)))
+}
+
+/// Which impressions a fine-tune learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Ad,
+    Promotion,
+    Both,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Ad => "ad",
+            Source::Promotion => "promotion",
+            Source::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ad" => Ok(Source::Ad),
+            "promotion" => Ok(Source::Promotion),
+            "both" => Ok(Source::Both),
+            other => Err(format!("unknown source {other:?} (expected ad, promotion or both)")),
+        }
+    }
+}
+
+/// A fine-tune of one head of a trained model (cold start for a new objective
+/// or channel).
+#[derive(Debug, Clone)]
+pub struct Finetune {
+    pub task: Task,
+    pub source: Source,
+    /// Train on at most this many labelled impressions.
+    pub labels: Option<usize>,
+    /// Encoder learning rate relative to the head's; 0 freezes the encoder.
+    pub encoder_lr_scale: f64,
+    /// Re-initialise the head first (a new objective) instead of refining it.
+    pub new_head: bool,
+}
+
+/// Fine-tunes the model at `model` as `finetune` says, on the world at
+/// `data`, and writes the new artifact to `out`; returns its manifest and the
+/// base model's version.
+pub async fn finetune(
+    data: &Location,
+    model: &Location,
+    out: &Location,
+    finetune: &Finetune,
+    training: &TrainOptions,
+) -> Result<(Manifest, String), ModelError> {
+    if !(finetune.encoder_lr_scale >= 0.0) {
+        return Err(ModelError::Invalid(format!("encoder learning-rate scale {} must be ≥ 0", finetune.encoder_lr_scale)));
+    }
+    let (base, base_manifest) = artifact::load(model).await?;
+    let head = finetune.task.head();
+    if finetune.new_head {
+        base.network.reset_tower(head);
+    }
+    let (promotions, ads) = match finetune.source {
+        Source::Ad => (false, true),
+        Source::Promotion => (true, false),
+        Source::Both => (true, true),
+    };
+    let name = format!("fine-tune {} on {} impressions", finetune.task.name(), finetune.source.as_str());
+    let options = TrainOptions {
+        recipe: Recipe { name, promotions, ads, heads: vec![head] },
+        label_budget: finetune.labels,
+        encoder_lr_scale: finetune.encoder_lr_scale,
+        ..training.clone()
+    };
+    let manifest = train_and_save(data, out, &options, Some((&base, &base_manifest))).await?;
+    Ok((manifest, base_manifest.model_version))
 }

@@ -26,6 +26,43 @@ use crate::model::network::{Architecture, Inputs};
 use crate::storage::Location;
 use crate::world::WorldConfig;
 
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Score(#[from] super::ScoreError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Feature(#[from] crate::model::features::FeatureError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Generate(#[from] crate::world::write::GenerateError),
+    #[error("reading the sample users: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("reading the sample users: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("world.json: {0}")]
+    WorldManifest(#[from] serde_json::Error),
+    #[error("scratch directory: {0}")]
+    Scratch(#[from] std::io::Error),
+}
+
+impl BenchError {
+    pub fn exit_code(&self) -> crate::exit_code::ExitCode {
+        use crate::exit_code::ExitCode;
+        match self {
+            BenchError::Score(e) => e.exit_code(),
+            BenchError::Model(e) => e.exit_code(),
+            BenchError::Storage(e) => e.exit_code(),
+            BenchError::Generate(e) => e.exit_code(),
+            BenchError::Query(e) => crate::exit_code::of_query(e),
+            BenchError::Feature(_) | BenchError::WorldManifest(_) => ExitCode::Invalid,
+            BenchError::Arrow(_) | BenchError::Scratch(_) => ExitCode::Internal,
+        }
+    }
+}
+
 pub struct BenchOptions {
     pub users: u64,
     pub campaigns: u64,
@@ -63,7 +100,7 @@ fn useful_flops(spec: &FeatureSpec, arch: &Architecture, scored: &super::Scored)
     per_user * scored.users as f64 + per_pair * scored.pairs() as f64 + other_heads * scored.all_head_pairs as f64
 }
 
-pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
+pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let scratch = tempfile::tempdir()?;
     let root = match &options.data {
@@ -77,7 +114,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 ..WorldConfig::default()
             };
             let started = Instant::now();
-            crate::world::generate::generate(&root, config, false).await?;
+            crate::world::write::generate(&root, config, false).await?;
             println!("world: {} users, {} campaigns, generated in {:.1}s", options.users, options.campaigns, started.elapsed().as_secs_f64());
             root
         }
@@ -124,7 +161,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<()> {
 }
 
 /// The run date of a generated world (`world.json`), or today for other data.
-async fn world_date(root: &Location) -> anyhow::Result<NaiveDate> {
+async fn world_date(root: &Location) -> Result<NaiveDate, BenchError> {
     match root.join("world.json").read().await {
         Ok(bytes) => {
             let manifest: serde_json::Value = serde_json::from_slice(&bytes)?;
@@ -136,7 +173,7 @@ async fn world_date(root: &Location) -> anyhow::Result<NaiveDate> {
 
 /// Pairs per second of the plain forward pass on concatenated per-pair
 /// features, over the eligible pairs of the first `users` users (best of 3).
-async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) -> anyhow::Result<(f64, usize)> {
+async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) -> Result<(f64, usize), BenchError> {
     let (ctx, prepared) = prepare(root, &super::ModelParts::of(model)?, &ScoreOptions::new(date)).await?;
     let batch = ctx.sql(&format!("SELECT * FROM users ORDER BY user_id LIMIT {users}")).await?.collect().await?;
     let batch = arrow::compute::concat_batches(&batch[0].schema(), &batch)?;

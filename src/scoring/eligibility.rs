@@ -20,27 +20,8 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
+pub use crate::contract::Objective;
 use crate::contract::Channel;
-
-/// What a campaign pays for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Objective {
-    Stream,
-    Click,
-    Follow,
-}
-
-impl Objective {
-    /// The model head whose probability is the objective on `channel`.
-    pub fn head(self, channel: Channel) -> usize {
-        match self {
-            Objective::Stream => crate::world::truth::stream_task(channel),
-            Objective::Click => 2,
-            Objective::Follow => 4,
-        }
-    }
-}
 
 /// Targeting lists; `None` or empty means everyone.
 #[derive(Debug, Clone, Default, PartialEq)]

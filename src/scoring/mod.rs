@@ -1,4 +1,4 @@
-//! Scoring (DESIGN.md section 5): every eligible user against every active
+//! Scoring (docs/design.md §5): every eligible user against every active
 //! campaign, fused with candidate selection. A DataFusion plan finds the
 //! active campaigns and the follows that exclude users; the users table is
 //! scanned as partitioned streams, each consumed by its own
@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::contract::Table;
 use crate::model::features::encode_campaigns;
-use crate::model::network::TASKS;
+use crate::contract::TASKS;
 use crate::model::{Model, ModelError};
 use crate::progress::Progress;
 use crate::storage::Location;
@@ -31,6 +31,7 @@ use eligibility::{ActiveCampaign, Eligibility, active_campaigns, follows_of};
 use pool::{Candidate, Pool};
 pub use scorer::ModelParts;
 use scorer::{PartitionResult, PartitionScorer, Prepared, ScoreBatchError};
+use crate::exit_code::ExitCode;
 
 #[derive(Debug, Clone)]
 pub struct ScoreOptions {
@@ -69,11 +70,26 @@ pub enum ScoreError {
     Task(#[from] tokio::task::JoinError),
 }
 
+impl ScoreError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ScoreError::Feature(_) => ExitCode::Invalid,
+            ScoreError::Model(e) => e.exit_code(),
+            ScoreError::Batch(e) => e.exit_code(),
+            ScoreError::Task(_) => ExitCode::Internal,
+            ScoreError::Query { source, .. } => crate::exit_code::of_query(source),
+        }
+    }
+}
+
 /// The candidate pools of a run.
 pub struct Scored {
     pub campaigns: Vec<ActiveCampaign>,
     /// Eligible users per campaign.
     pub eligible: Vec<u64>,
+    /// Per campaign, the fixed-point sum of its objective probability over
+    /// its eligible users ([`Scored::mean_p`] reads it).
+    pub p_sum: Vec<u64>,
     /// Per campaign, its pool, best first.
     pub pools: Vec<Vec<Candidate>>,
     pub users: u64,
@@ -87,14 +103,20 @@ impl Scored {
         self.eligible.iter().sum()
     }
 
+    /// Campaign `c`'s mean objective probability over its eligible users (0
+    /// when it has none, or in a dry run, which scores nothing).
+    pub fn mean_p(&self, c: usize) -> f64 {
+        scorer::mean_of_fixed(self.p_sum[c], self.eligible[c])
+    }
+
     /// The candidate table: one row per (campaign, user) in a pool.
     pub fn candidates(&self) -> RecordBatch {
         let rows = self.pools.iter().map(Vec::len).sum();
         let mut campaign_id = Vec::with_capacity(rows);
         let mut user_id = Vec::with_capacity(rows);
         let mut probabilities: [Vec<f32>; 5] = Default::default();
-        let (mut p_objective, mut value, mut cost) = (Vec::new(), Vec::new(), Vec::new());
-        for (campaign, pool) in self.campaigns.iter().zip(&self.pools) {
+        let (mut p_objective, mut mean_p, mut cost) = (Vec::new(), Vec::new(), Vec::new());
+        for (c, (campaign, pool)) in self.campaigns.iter().zip(&self.pools).enumerate() {
             for candidate in pool {
                 campaign_id.push(campaign.campaign_id.as_str());
                 user_id.push(candidate.user_id);
@@ -102,7 +124,7 @@ impl Scored {
                     column.push(candidate.probabilities[task]);
                 }
                 p_objective.push(candidate.p_objective);
-                value.push(candidate.value);
+                mean_p.push(self.mean_p(c));
                 cost.push(campaign.cost_per_user());
             }
         }
@@ -110,7 +132,7 @@ impl Scored {
             vec![Arc::new(StringArray::from(campaign_id)), Arc::new(Int64Array::from(user_id))];
         columns.extend(probabilities.into_iter().map(|p| Arc::new(Float32Array::from(p)) as _));
         columns.push(Arc::new(Float32Array::from(p_objective)));
-        columns.push(Arc::new(Float64Array::from(value)));
+        columns.push(Arc::new(Float64Array::from(mean_p)));
         columns.push(Arc::new(Float64Array::from(cost)));
         RecordBatch::try_new(candidates_schema(), columns).expect("columns match the schema")
     }
@@ -121,7 +143,7 @@ pub fn candidates_schema() -> SchemaRef {
     let mut fields = vec![Field::new("campaign_id", DataType::Utf8, false), Field::new("user_id", DataType::Int64, false)];
     fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
     fields.push(Field::new("p_objective", DataType::Float32, false));
-    fields.push(Field::new("value", DataType::Float64, false));
+    fields.push(Field::new("mean_p_objective", DataType::Float64, false));
     fields.push(Field::new("cost", DataType::Float64, false));
     Arc::new(Schema::new(fields))
 }
@@ -236,6 +258,7 @@ pub fn merge(prepared: Arc<Prepared>, results: Vec<PartitionResult>, started: In
     let campaigns = prepared.campaigns.len();
     let mut pools: Vec<Pool> = prepared.capacities.iter().map(|&c| Pool::new(c)).collect();
     let mut eligible = vec![0u64; campaigns];
+    let mut p_sum = vec![0u64; campaigns];
     let (mut scored_users, mut all_head_pairs) = (0, 0);
     for result in results {
         scored_users += result.users;
@@ -243,11 +266,13 @@ pub fn merge(prepared: Arc<Prepared>, results: Vec<PartitionResult>, started: In
         for (c, pool) in result.pools.into_iter().enumerate() {
             pools[c].merge(pool);
             eligible[c] += result.eligible[c];
+            p_sum[c] += result.p_sum[c];
         }
     }
     Scored {
         campaigns: prepared.campaigns.clone(),
         eligible,
+        p_sum,
         pools: pools.into_iter().map(Pool::into_sorted).collect(),
         users: scored_users,
         all_head_pairs,

@@ -1,7 +1,9 @@
-//! A campaign's candidate pool: the best `capacity` users by value, kept in a
-//! bounded min-heap. The order is total and independent of arrival order
-//! (value, then a stable hash of (user, campaign), then user id), so any split
-//! of users into partitions and batches yields the same pool.
+//! A campaign's candidate pool: the best `capacity` users by objective
+//! probability, kept in a bounded min-heap. The order is total and independent
+//! of arrival order (probability, then a stable hash of (user, campaign), then
+//! user id), so any split of users into partitions and batches yields the same
+//! pool. Every allocation objective is increasing in the probability within a
+//! campaign, so the best by probability are the best by value.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -11,8 +13,7 @@ use crate::hashing::splitmix64;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub user_id: i64,
-    /// Expected value of showing the campaign to this user.
-    pub value: f64,
+    /// Probability of the campaign's objective for this user: the pool's order.
     pub p_objective: f32,
     /// All five task probabilities.
     pub probabilities: [f32; 5],
@@ -20,9 +21,9 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    pub fn new(user_id: i64, campaign_seed: u64, value: f64, p_objective: f32, probabilities: [f32; 5]) -> Candidate {
+    pub fn new(user_id: i64, campaign_seed: u64, p_objective: f32, probabilities: [f32; 5]) -> Candidate {
         let tie = splitmix64(campaign_seed ^ user_id as u64);
-        Candidate { user_id, value, p_objective, probabilities, tie }
+        Candidate { user_id, p_objective, probabilities, tie }
     }
 }
 
@@ -31,8 +32,8 @@ impl Eq for Candidate {}
 impl Ord for Candidate {
     /// Greater is better.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.value
-            .total_cmp(&other.value)
+        self.p_objective
+            .total_cmp(&other.p_objective)
             .then(other.tie.cmp(&self.tie))
             .then(other.user_id.cmp(&self.user_id))
     }
@@ -63,9 +64,9 @@ impl Pool {
         self.heap.is_empty()
     }
 
-    /// The value a newcomer must reach to have a chance (`None` while not full).
-    pub fn threshold(&self) -> Option<f64> {
-        (self.heap.len() >= self.capacity).then(|| self.heap.peek().map_or(f64::INFINITY, |w| w.0.value))
+    /// The probability a newcomer must reach to have a chance (`None` while not full).
+    pub fn threshold(&self) -> Option<f32> {
+        (self.heap.len() >= self.capacity).then(|| self.heap.peek().map_or(f32::INFINITY, |w| w.0.p_objective))
     }
 
     /// Keeps `candidate` if it is among the best `capacity` seen.
@@ -98,20 +99,20 @@ impl Pool {
 mod tests {
     use super::*;
 
-    fn candidate(user: i64, value: f64) -> Candidate {
-        Candidate::new(user, 7, value, value as f32, [0.0; 5])
+    fn candidate(user: i64, p: f32) -> Candidate {
+        Candidate::new(user, 7, p, [0.0; 5])
     }
 
     #[test]
     fn keeps_the_best_whatever_the_order_and_split() {
-        let values: Vec<(i64, f64)> = (0..100).map(|u| (u, ((u * 37) % 101) as f64)).collect();
+        let values: Vec<(i64, f32)> = (0..100).map(|u| (u, ((u * 37) % 101) as f32)).collect();
         let mut whole = Pool::new(10);
         values.iter().for_each(|&(u, v)| whole.offer(candidate(u, v)));
         let (mut left, mut right) = (Pool::new(10), Pool::new(10));
         values.iter().rev().for_each(|&(u, v)| if u % 3 == 0 { left.offer(candidate(u, v)) } else { right.offer(candidate(u, v)) });
         left.merge(right);
-        let best: Vec<f64> = whole.clone().into_sorted().iter().map(|c| c.value).collect();
-        assert_eq!(best, (91..=100).rev().map(f64::from).collect::<Vec<_>>());
+        let best: Vec<f32> = whole.clone().into_sorted().iter().map(|c| c.p_objective).collect();
+        assert_eq!(best, (91..=100).rev().map(|v| v as f32).collect::<Vec<_>>());
         assert_eq!(whole.into_sorted(), left.into_sorted());
     }
 

@@ -1,14 +1,16 @@
 //! The fused, factorised scoring operator for one partition of users
-//! (DESIGN.md section 5). Per user batch: the user part of the first layer once
+//! (docs/design.md §5). Per user batch: the user part of the first layer once
 //! per user; per campaign, its eligible users' parts plus the campaign's
 //! precomputed part plus the pair part, then the rest of the network for the
 //! one head the campaign's objective needs; the campaign's pool keeps its best
-//! users. Users that enter a pool also get the other four heads (they are few
+//! users, and the campaign's sum of objective probabilities over all its
+//! eligible users gives the mean that the allocation objective compares with.
+//! Users that enter a pool also get the other four heads (they are few
 //! once pools are full), so the candidate table carries all five
 //! probabilities. Memory: one batch × campaigns plus the pools.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -18,8 +20,10 @@ use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
 use super::pool::{Candidate, Pool};
 use crate::hashing::hash_bytes;
 use crate::model::features::{CampaignRows, Columns, FeatureError, UserRows, encode_users, pair_features};
-use crate::model::network::{Factorised, TASKS};
+use crate::contract::TASKS;
+use crate::model::network::Factorised;
 use crate::model::{Model, ModelError};
+use crate::exit_code::ExitCode;
 
 /// libtorch intra-op threads while scoring, set on the thread that scores (the
 /// setting is per thread). One: how threads split a matrix product changes its
@@ -55,28 +59,47 @@ pub struct Prepared {
     /// Hour of day the pair features assume.
     pub hour: u8,
     /// Per campaign, the best threshold any partition's full pool has reached
-    /// (an f64's bits; values are ≥ 0, so bit order is numeric order). A pair
-    /// below it cannot be in the merged pool, whichever partition sees it.
-    pub thresholds: Vec<AtomicU64>,
+    /// (an f32 probability's bits; probabilities are ≥ 0, so bit order is
+    /// numeric order). A pair below it cannot be in the merged pool, whichever
+    /// partition sees it.
+    pub thresholds: Vec<AtomicU32>,
 }
 
 impl Prepared {
-    fn shared_threshold(&self, campaign: usize) -> Option<f64> {
+    fn shared_threshold(&self, campaign: usize) -> Option<f32> {
         let bits = self.thresholds[campaign].load(Ordering::Relaxed);
-        (bits != 0).then(|| f64::from_bits(bits))
+        (bits != 0).then(|| f32::from_bits(bits))
     }
 
-    fn raise_threshold(&self, campaign: usize, value: f64) {
-        if value > 0.0 {
-            self.thresholds[campaign].fetch_max(value.to_bits(), Ordering::Relaxed);
+    fn raise_threshold(&self, campaign: usize, p: f32) {
+        if p > 0.0 {
+            self.thresholds[campaign].fetch_max(p.to_bits(), Ordering::Relaxed);
         }
     }
+}
+
+/// Probabilities are summed in fixed point (units of 2⁻³²), so the sum is
+/// exact and the same for any split of the users into partitions and any
+/// order of merging: a campaign's mean, and so every value derived from it,
+/// is identical on both engines. A u64 holds the sum of 4 billion pairs.
+const FIXED_POINT_ONE: f64 = 4_294_967_296.0;
+
+fn to_fixed(p: f32) -> u64 {
+    (p as f64 * FIXED_POINT_ONE).round() as u64
+}
+
+/// The mean probability behind a fixed-point sum over `count` pairs.
+pub fn mean_of_fixed(sum: u64, count: u64) -> f64 {
+    if count == 0 { 0.0 } else { sum as f64 / FIXED_POINT_ONE / count as f64 }
 }
 
 /// What one partition found.
 pub struct PartitionResult {
     pub pools: Vec<Pool>,
     pub eligible: Vec<u64>,
+    /// Per campaign, the fixed-point sum of the objective probability over
+    /// its eligible pairs (see [`mean_of_fixed`]).
+    pub p_sum: Vec<u64>,
     pub users: u64,
     /// Pairs that entered a pool and so got all five heads.
     pub all_head_pairs: u64,
@@ -91,6 +114,7 @@ pub struct PartitionScorer {
     campaign_seeds: Vec<u64>,
     pools: Vec<Pool>,
     eligible: Vec<u64>,
+    p_sum: Vec<u64>,
     users: u64,
     all_head_pairs: u64,
     eligibility_only: bool,
@@ -104,6 +128,16 @@ pub enum ScoreBatchError {
     Model(#[from] ModelError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+impl ScoreBatchError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ScoreBatchError::Feature(_) => ExitCode::Invalid,
+            ScoreBatchError::Model(e) => e.exit_code(),
+            ScoreBatchError::Torch(_) => ExitCode::Internal,
+        }
+    }
 }
 
 impl PartitionScorer {
@@ -123,6 +157,7 @@ impl PartitionScorer {
             campaign_seeds: prepared.campaigns.iter().map(|c| hash_bytes(c.campaign_id.as_bytes())).collect(),
             pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
             eligible: vec![0; campaigns],
+            p_sum: vec![0; campaigns],
             users: 0,
             all_head_pairs: 0,
             eligibility_only,
@@ -171,9 +206,6 @@ impl PartitionScorer {
         let pair = Tensor::from_slice(pairs).view([k, -1]);
         let first = self.factorised.combine(user_parts.index_select(0, &index), &self.campaign_parts.get(c as i64), &pair);
         let shared = self.factorised.shared(first);
-        // DESIGN.md section 6: expected objective events times their value.
-        let per_event = campaign.priority * campaign.impressions_per_user as f64;
-        let value = |p: f32| per_event * p as f64;
         let all_heads: Vec<usize> = (0..TASKS.len()).collect();
         let probabilities = |shared: &Tensor| {
             let all = self.factorised.heads(shared, &all_heads).sigmoid().contiguous();
@@ -193,24 +225,26 @@ impl PartitionScorer {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        let (survivors, all): (Vec<usize>, Vec<f32>) = match threshold {
-            None => ((0..rows.len()).collect(), probabilities(&shared)),
-            Some(threshold) => {
-                let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
-                let p = Vec::<f32>::try_from(&p).expect("float probabilities");
-                let survivors: Vec<usize> = (0..rows.len()).filter(|&i| value(p[i]) >= threshold).collect();
-                if survivors.is_empty() {
-                    return;
-                }
-                (survivors, probabilities(&shared))
-            }
+        // The objective head on every row: its sum gives the campaign's mean
+        // (computed the same way on every batch, whichever path it takes, so
+        // the sum does not depend on racing thresholds).
+        let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
+        let p = Vec::<f32>::try_from(&p).expect("float probabilities");
+        self.p_sum[c] += p.iter().map(|&p| to_fixed(p)).sum::<u64>();
+        let survivors: Vec<usize> = match threshold {
+            None => (0..rows.len()).collect(),
+            Some(threshold) => (0..rows.len()).filter(|&i| p[i] >= threshold).collect(),
         };
+        if survivors.is_empty() {
+            return;
+        }
+        let all = probabilities(&shared);
         self.all_head_pairs += survivors.len() as u64;
         for &i in &survivors {
             let probabilities: [f32; 5] = all[i * 5..i * 5 + 5].try_into().expect("five heads");
             let p = probabilities[head];
             let user_id = users.user_id[rows[i] as usize];
-            self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], value(p), p, probabilities));
+            self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], p, probabilities));
         }
         if let Some(reached) = self.pools[c].threshold() {
             self.prepared.raise_threshold(c, reached);
@@ -218,7 +252,13 @@ impl PartitionScorer {
     }
 
     pub fn finish(self) -> PartitionResult {
-        PartitionResult { pools: self.pools, eligible: self.eligible, users: self.users, all_head_pairs: self.all_head_pairs }
+        PartitionResult {
+            pools: self.pools,
+            eligible: self.eligible,
+            p_sum: self.p_sum,
+            users: self.users,
+            all_head_pairs: self.all_head_pairs,
+        }
     }
 }
 

@@ -1,14 +1,16 @@
-//! The synthetic world (DESIGN.md section 9): users, podcasts with a Zipf
-//! popularity over 8 stream tiers, campaigns, follows and impression logs from a
-//! popularity-biased logging policy, with labels drawn from known true
-//! probabilities ([`truth`]).
+//! The synthetic world (docs/world.md): users, podcasts with a Zipf
+//! popularity over 8 stream tiers, campaigns whose budgets follow the market
+//! ([`market`]), follows and impression logs from a popularity-biased logging
+//! policy, with labels drawn from known true probabilities ([`truth`]).
 //!
 //! Determinism and scale: podcasts and campaigns are small and held in memory;
 //! a user is a pure function of (seed, index), drawn from its own random stream, so
 //! users, follows and impressions can be produced in any order, in bounded memory,
 //! for any number of users. See docs/world.md for the generative model.
 
-pub mod generate;
+mod catalog;
+pub mod write;
+pub mod market;
 pub mod truth;
 
 use chrono::NaiveDate;
@@ -17,12 +19,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson, StandardNormal};
 
-use crate::contract::GENRE_COUNT;
+use crate::contract::{GENRE_COUNT, Task};
 use crate::hashing::splitmix64;
-use truth::{Channel, Exposure, Format, LATENT_DIM, PodcastTruth, TruthParams, UserTruth};
+pub use catalog::{Campaign, Podcast};
+use catalog::{make_campaigns, make_podcasts};
+use truth::{Channel, Exposure, LATENT_DIM, TruthParams, UserTruth};
 
 /// Bumped whenever the same seed would produce different data.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// The size and shape of a world.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +41,14 @@ pub struct WorldConfig {
     pub days: u32,
     /// The day the job would run for: campaigns are flighted around it.
     pub run_date: NaiveDate,
+    /// Total demand of the active campaigns over supply (users × cap), per
+    /// channel: see [`market`].
+    #[serde(default = "default_sell_through")]
+    pub sell_through: f64,
+}
+
+fn default_sell_through() -> f64 {
+    market::DEFAULT_SELL_THROUGH
 }
 
 impl Default for WorldConfig {
@@ -49,6 +61,7 @@ impl Default for WorldConfig {
             impressions: 1_000_000,
             days: 28,
             run_date: NaiveDate::from_ymd_opt(2026, 6, 1).expect("valid date"),
+            sell_through: market::DEFAULT_SELL_THROUGH,
         }
     }
 }
@@ -70,29 +83,6 @@ pub const AGE_BUCKETS: [(&str, f64); 5] =
     [("18-24", 0.25), ("25-34", 0.30), ("35-44", 0.20), ("45-54", 0.15), ("55+", 0.10)];
 pub const PLATFORMS: [(&str, f64); 4] =
     [("ios", 0.35), ("android", 0.45), ("desktop", 0.12), ("web", 0.08)];
-const LANGUAGES: [(&str, f64); 8] = [
-    ("en", 0.45),
-    ("es", 0.12),
-    ("de", 0.08),
-    ("pt", 0.09),
-    ("fr", 0.07),
-    ("sv", 0.05),
-    ("hi", 0.08),
-    ("ja", 0.06),
-];
-const TOPICS: [&str; 24] = [
-    "interviews", "storytelling", "daily", "investigative", "improv", "politics",
-    "football", "basketball", "startups", "investing", "fitness", "mental_health",
-    "parenting", "ai", "gaming", "ancient", "space", "climate", "film", "books",
-    "faith", "bedtime", "mystery", "relationships",
-];
-const PROMOTION_SURFACES: [&str; 4] = ["home", "search", "now_playing", "podcast_page"];
-const AD_SURFACES: [&str; 3] = ["in_stream", "home", "now_playing"];
-
-/// Streams of the most popular podcast and the Zipf exponent: with 2,000 podcasts
-/// this spans all 8 tiers, with most podcasts under 5,000 streams (the long tail).
-const ZIPF_TOP_STREAMS: f64 = 80_000_000.0;
-const ZIPF_EXPONENT: f64 = 1.6;
 /// Share of impressions that are promotions: ads are the sparser source.
 const PROMOTION_SHARE: f64 = 0.75;
 /// Campaigns the logging policy considers per impression.
@@ -112,60 +102,6 @@ pub struct User {
     pub searches_30d: i32,
     pub genre_affinity: [f32; GENRE_COUNT],
     pub truth: UserTruth,
-}
-
-#[derive(Debug, Clone)]
-pub struct Podcast {
-    pub podcast_id: i64,
-    pub genre: usize,
-    pub language: &'static str,
-    pub topics: Vec<&'static str>,
-    pub streams_30d: i64,
-    pub is_original: bool,
-    pub truth: PodcastTruth,
-}
-
-#[derive(Debug, Clone)]
-pub struct Campaign {
-    pub campaign_id: String,
-    pub channel: Channel,
-    /// Index into [`World::podcasts`].
-    pub podcast: usize,
-    pub objective: &'static str,
-    pub format: Format,
-    pub surface: &'static str,
-    pub status: &'static str,
-    pub start_date: NaiveDate,
-    pub end_date: NaiveDate,
-    pub budget: Option<f64>,
-    pub total_budget: Option<f64>,
-    pub spent_to_date: Option<f64>,
-    pub cpm: f64,
-    pub impressions_per_user: i32,
-    pub priority: f64,
-    pub target_countries: Vec<&'static str>,
-    pub target_age_buckets: Vec<&'static str>,
-    pub target_platforms: Vec<&'static str>,
-    pub target_languages: Vec<&'static str>,
-    pub min_audience: i64,
-    /// True creative effect on every task's logit.
-    pub creative: f32,
-}
-
-impl Campaign {
-    /// Whether the campaign's targeting and channel rules allow showing it to `user`.
-    pub fn targets(&self, user: &User) -> bool {
-        fn allows(list: &[&str], value: &str) -> bool {
-            list.is_empty() || list.contains(&value)
-        }
-        if self.channel == Channel::Ad && (user.is_premium || user.ads_opt_out) {
-            return false;
-        }
-        allows(&self.target_countries, user.country)
-            && allows(&self.target_age_buckets, user.age_bucket)
-            && allows(&self.target_platforms, user.platform)
-            && allows(&self.target_languages, user.language)
-    }
 }
 
 /// One logged impression.
@@ -188,6 +124,8 @@ pub struct World {
     pub genre_embeddings: [[f32; LATENT_DIM]; GENRE_COUNT],
     pub podcasts: Vec<Podcast>,
     pub campaigns: Vec<Campaign>,
+    /// Reach, demand and supply behind the campaigns' budgets.
+    pub market: market::MarketShape,
     /// Popularity-weighted podcast sampler, for follows.
     follow_sampler: WeightedIndex<f64>,
     /// Per channel (ad, promotion): campaign indices and their logging weights.
@@ -203,6 +141,7 @@ enum Stream {
     User,
     Follows,
     Impressions,
+    Market,
 }
 
 /// A ChaCha generator for (seed, stream, index): independent, reproducible streams.
@@ -270,7 +209,10 @@ impl World {
             let sampler = WeightedIndex::new(weights).ok();
             (members, sampler)
         });
-        World { config, params, genre_embeddings, podcasts, campaigns, follow_sampler, policy }
+        let market = market::MarketShape { reach_share: vec![], wanted_users: vec![], supply: [0.0; 2], demand: [0.0; 2], floor_demand: [0.0; 2] };
+        let mut world = World { config, params, genre_embeddings, podcasts, campaigns, market, follow_sampler, policy };
+        world.market = market::set_budgets(&mut world);
+        world
     }
 
     /// User number `index` (0-based); `user_id` is `index + 1`.
@@ -383,7 +325,7 @@ impl World {
         }
         let (_, c) = best?;
         let probabilities = self.params.probabilities(&self.exposure(&user, c, hour));
-        let stream = truth::stream_task(channel);
+        let stream = crate::contract::stream_task(channel);
         let second = rng.random_range(0..3600i64);
         Some(Impression {
             ts_micros: day_micros + (hour as i64 * 3600 + second) * 1_000_000,
@@ -391,9 +333,9 @@ impl World {
             campaign: c,
             hour,
             streamed: rng.random::<f32>() < probabilities[stream],
-            clicked: rng.random::<f32>() < probabilities[2],
-            liked: rng.random::<f32>() < probabilities[3],
-            followed: rng.random::<f32>() < probabilities[4],
+            clicked: rng.random::<f32>() < probabilities[Task::Click.head()],
+            liked: rng.random::<f32>() < probabilities[Task::Like.head()],
+            followed: rng.random::<f32>() < probabilities[Task::Follow.head()],
         })
     }
 
@@ -419,130 +361,6 @@ impl World {
 
 fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u64 {
     Poisson::new(mean.max(1e-6)).map(|d| d.sample(rng) as u64).unwrap_or(0)
-}
-
-fn make_podcasts(config: &WorldConfig, genres: &[[f32; LATENT_DIM]; GENRE_COUNT]) -> Vec<Podcast> {
-    let mut rng = rng_for(config.seed, Stream::Podcasts, 0);
-    let n = config.podcasts as usize;
-    // Popularity ranks are a random permutation, so ids carry no popularity.
-    let mut ranks: Vec<usize> = (1..=n).collect();
-    for i in (1..n).rev() {
-        ranks.swap(i, rng.random_range(0..=i));
-    }
-    let genre_weights: Vec<(usize, f64)> = (0..GENRE_COUNT).map(|g| (g, 1.0 + (g % 4) as f64 * 0.5)).collect();
-    (0..n)
-        .map(|i| {
-            let genre = pick(&mut rng, &genre_weights);
-            let language = pick(&mut rng, &LANGUAGES);
-            let topics = subset(&mut rng, &TOPICS, 3);
-            let noise = (0.3 * normal(&mut rng) as f64).exp();
-            let streams_30d = (ZIPF_TOP_STREAMS / (ranks[i] as f64).powf(ZIPF_EXPONENT) * noise).round() as i64;
-            let embedding = std::array::from_fn(|d| 0.8 * genres[genre][d] + 0.6 * normal(&mut rng));
-            let truth = PodcastTruth {
-                embedding,
-                quality: 0.4 * normal(&mut rng),
-                log_streams: (1.0 + streams_30d as f32).log10(),
-            };
-            Podcast {
-                podcast_id: i as i64 + 1,
-                genre,
-                language,
-                topics,
-                streams_30d,
-                is_original: rng.random_bool(0.05),
-                truth,
-            }
-        })
-        .collect()
-}
-
-fn make_campaigns(config: &WorldConfig, podcasts: &[Podcast]) -> Vec<Campaign> {
-    let mut rng = rng_for(config.seed, Stream::Campaigns, 0);
-    let popular = WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).sqrt()))
-        .expect("podcasts exist");
-    let day = |offset: i64| config.run_date + chrono::TimeDelta::days(offset);
-    let countries: Vec<&str> = COUNTRIES.iter().map(|((country, _), _)| *country).collect();
-    (0..config.campaigns as usize)
-        .map(|i| {
-            let channel = if rng.random_bool(0.5) { Channel::Ad } else { Channel::Promotion };
-            // Half the campaigns promote any podcast, half lean to popular ones, so
-            // the less-streamed tiers have campaigns too.
-            let podcast = if rng.random_bool(0.5) {
-                rng.random_range(0..podcasts.len())
-            } else {
-                popular.sample(&mut rng)
-            };
-            let objective = pick(&mut rng, &[("stream", 0.6), ("click", 0.2), ("follow", 0.2)]);
-            let (format, surface, cpm) = match channel {
-                Channel::Ad => (
-                    pick(&mut rng, &[(Format::Audio, 0.6), (Format::Video, 0.2), (Format::Display, 0.2)]),
-                    AD_SURFACES[rng.random_range(0..AD_SURFACES.len())],
-                    rng.random_range(8.0..30.0f64),
-                ),
-                Channel::Promotion => (
-                    pick(&mut rng, &[(Format::Audio, 0.3), (Format::Video, 0.2), (Format::Display, 0.5)]),
-                    PROMOTION_SURFACES[rng.random_range(0..PROMOTION_SURFACES.len())],
-                    rng.random_range(1.0..5.0f64),
-                ),
-            };
-            let status = pick(&mut rng, &[("active", 0.8), ("paused", 0.1), ("ended", 0.1)]);
-            let (start_date, end_date) = match status {
-                "ended" => {
-                    let end = rng.random_range(1..15);
-                    (day(-end - rng.random_range(7..60)), day(-end))
-                }
-                // One active campaign in twenty has not started yet.
-                _ if rng.random_bool(0.05) => {
-                    let start = rng.random_range(1..10);
-                    (day(start), day(start + rng.random_range(7..60)))
-                }
-                _ => (day(-rng.random_range(0..60)), day(rng.random_range(0..60))),
-            };
-            let daily = (6.0 + 0.8 * normal(&mut rng) as f64).exp().round();
-            // A quarter of ads pace a total budget instead of a daily one.
-            let (budget, total_budget, spent_to_date) =
-                if channel == Channel::Ad && rng.random_bool(0.25) {
-                    let days = (end_date - start_date).num_days().max(1) as f64;
-                    let total = (daily * days).round();
-                    let elapsed = ((config.run_date - start_date).num_days().max(0) as f64 / days).min(1.0);
-                    (None, Some(total), Some((total * elapsed * rng.random_range(0.8..1.1)).round()))
-                } else {
-                    (Some(daily), None, None)
-                };
-            let language = podcasts[podcast].language;
-            Campaign {
-                campaign_id: format!("{}-{:05}", if channel == Channel::Ad { "ad" } else { "promo" }, i + 1),
-                channel,
-                podcast,
-                objective,
-                format,
-                surface,
-                status,
-                start_date,
-                end_date,
-                budget,
-                total_budget,
-                spent_to_date,
-                cpm: (cpm * 100.0).round() / 100.0,
-                impressions_per_user: rng.random_range(1..=3),
-                priority: if rng.random_bool(0.1) { 2.0 } else { 1.0 },
-                target_countries: if rng.random_bool(0.3) { subset(&mut rng, &countries, 3) } else { vec![] },
-                target_age_buckets: if rng.random_bool(0.2) {
-                    subset(&mut rng, &AGE_BUCKETS.map(|a| a.0), 3)
-                } else {
-                    vec![]
-                },
-                target_platforms: if rng.random_bool(0.15) {
-                    subset(&mut rng, &PLATFORMS.map(|p| p.0), 2)
-                } else {
-                    vec![]
-                },
-                target_languages: if rng.random_bool(0.3) { vec![language] } else { vec![] },
-                min_audience: [100, 250, 500][rng.random_range(0..3)],
-                creative: 0.3 * normal(&mut rng),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -600,7 +418,7 @@ mod tests {
                 let user = world.user(i.user_id as u64 - 1);
                 let channel = world.campaigns[i.campaign].channel;
                 let p = world.params.probabilities(&world.exposure(&user, i.campaign, i.hour));
-                expected += p[truth::stream_task(channel)] as f64;
+                expected += p[crate::contract::stream_task(channel)] as f64;
                 streams += i.streamed as u8 as f64;
                 n += 1.0;
             }

@@ -16,9 +16,6 @@ pub use crate::contract::Channel;
 /// Dimension of the latent taste / podcast embedding space.
 pub const LATENT_DIM: usize = 8;
 
-/// The five tasks, in the order of [`Probabilities`].
-pub const TASKS: [&str; 5] = ["promo_stream", "ad_stream", "click", "like", "follow"];
-
 /// Creative format of a campaign; indexes the format effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,7 +99,7 @@ impl Default for TruthParams {
     }
 }
 
-/// True probabilities of the five tasks, in [`TASKS`] order.
+/// True probabilities of the five tasks, in [`crate::contract::TASKS`] order.
 pub type Probabilities = [f32; 5];
 
 /// Everything about one (user, campaign) impression the truth depends on.
@@ -155,14 +152,6 @@ impl TruthParams {
     }
 }
 
-/// Index in [`TASKS`] of the stream task of a channel.
-pub fn stream_task(channel: Channel) -> usize {
-    match channel {
-        Channel::Promotion => 0,
-        Channel::Ad => 1,
-    }
-}
-
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -170,6 +159,7 @@ pub fn sigmoid(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::TASKS;
 
     fn exposure<'a>(user: &'a UserTruth, podcast: &'a PodcastTruth, channel: Channel) -> Exposure<'a> {
         Exposure { user, podcast, language_match: true, creative: 0.0, channel, format: Format::Audio, hour: 20 }

@@ -3,19 +3,19 @@
 
 use audience::allocate::bench::{Shape, random_instance};
 use audience::allocate::{
-    AllocateError, Allocation, CampaignSpec, Candidates, Limits, Options, Solver, allocate,
+    AllocateError, Allocation, CampaignSpec, Candidates, Limits, Options, Solver, Valuation, allocate,
 };
 use audience::contract::Channel;
 use good_lp::{Expression, Solution, SolverModel, Variable, constraint, variable, variables};
 
 /// A varied small instance and options for case number `case`: 100–199 users,
 /// 5–20 campaigns, 2–4 candidate campaigns per user, tight and loose budgets and
-/// caps, floors from 0 to 30.
-fn case(case: u64) -> (Vec<CampaignSpec>, Candidates, Limits) {
+/// caps, floors from 0 to 30; values by `objective`.
+fn case_valued(case: u64, objective: Valuation) -> (Vec<CampaignSpec>, Candidates, Limits) {
     let users = 100 + (case as usize * 37) % 100;
     let campaigns = 5 + (case as usize * 7) % 16;
     let per_user = 2 + (case as usize) % 3;
-    let shape = Shape { users, campaigns, per_user, min_audience: 5 + case % 25, seed: case };
+    let shape = Shape { users, campaigns, per_user, min_audience: 5 + case % 25, seed: case, objective };
     let (specs, candidates) = random_instance(shape);
     let limits = Limits {
         max_ads_per_user: 1 + (case % 3) as u32,
@@ -66,10 +66,10 @@ fn assert_feasible(specs: &[CampaignSpec], candidates: &Candidates, limits: Limi
 
 #[test]
 fn every_allocation_is_feasible_and_reproducible() {
-    for n in 0..300 {
-        let (specs, candidates, limits) = case(n);
+    for (n, objective) in (0..300).flat_map(|n| [(n, Valuation::Events), (n, Valuation::QualitySpend)]) {
+        let (specs, candidates, limits) = case_valued(n, objective);
         for solver in [Solver::Lagrangian, Solver::Greedy] {
-            let label = format!("case {n} {solver:?}");
+            let label = format!("case {n} {objective:?} {solver:?}");
             let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
             assert_feasible(&specs, &candidates, limits, &a, &label);
             let again = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
@@ -83,7 +83,7 @@ fn every_allocation_is_feasible_and_reproducible() {
 
 #[test]
 fn result_does_not_depend_on_the_thread_count() {
-    let shape = Shape { users: 30_000, campaigns: 40, per_user: 6, min_audience: 50, seed: 5 };
+    let shape = Shape { users: 30_000, campaigns: 40, per_user: 6, min_audience: 50, seed: 5, objective: Valuation::QualitySpend };
     let (specs, candidates) = random_instance(shape);
     let opts = options(Solver::Lagrangian, Limits::default());
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
@@ -133,9 +133,9 @@ fn summary(mut ratios: Vec<f64>) -> (f64, f64) {
 }
 
 /// Reference cases: `AUDIENCE_REFERENCE_CASES` as comma-separated ranges
-/// (`9000..9200,13000..13200`), by default 1000..1200 and 5000..5200.
-fn reference_cases() -> Vec<u64> {
-    let spec = std::env::var("AUDIENCE_REFERENCE_CASES").unwrap_or_else(|_| "1000..1200,5000..5200".into());
+/// (`9000..9200,13000..13200`), by default `default`.
+fn reference_cases(default: &str) -> Vec<u64> {
+    let spec = std::env::var("AUDIENCE_REFERENCE_CASES").unwrap_or_else(|_| default.into());
     spec.split(',')
         .flat_map(|range| {
             let (start, end) = range.trim().split_once("..").expect("a range like 1000..1200");
@@ -145,15 +145,26 @@ fn reference_cases() -> Vec<u64> {
 }
 
 /// The Lagrangian solver against the exact optimum on the reference instances
-/// (400 by default): its dual bound is never below the optimum, its primal never
-/// above it, and it reaches at least 99% of the optimum on every instance (issue
-/// 5). Prints the worst and median ratios of both solvers.
+/// (400 by default, values in expected events): its dual bound is never below
+/// the optimum, its primal never above it, and it reaches at least 99% of the
+/// optimum on every instance (issue 5). Prints the worst and median ratios of
+/// both solvers.
 #[test]
 fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
+    check_against_optimum(Valuation::Events, &reference_cases("1000..1200,5000..5200"));
+}
+
+/// The same on quality-weighted spend, the job's default objective (issue 15):
+/// the same 400 instances plus 200 fresh ones.
+#[test]
+fn lagrangian_is_near_the_exact_optimum_on_quality_weighted_spend() {
+    check_against_optimum(Valuation::QualitySpend, &reference_cases("1000..1200,5000..5200,9000..9200"));
+}
+
+fn check_against_optimum(objective: Valuation, cases: &[u64]) {
     let (mut lagrangian, mut greedy) = (Vec::new(), Vec::new());
-    let cases = reference_cases();
-    for &n in &cases {
-        let (specs, candidates, limits) = case(n);
+    for &n in cases {
+        let (specs, candidates, limits) = case_valued(n, objective);
         let optimum = exact_optimum(&specs, &candidates, limits);
         let a = allocate(&specs, &candidates, &options(Solver::Lagrangian, limits)).unwrap();
         let g = allocate(&specs, &candidates, &options(Solver::Greedy, limits)).unwrap();
@@ -162,7 +173,7 @@ fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
         assert!(a.primal <= optimum * (1.0 + 1e-7) + 1e-9, "case {n}: primal {} above the optimum {optimum}", a.primal);
         let ratio = |v: f64| if optimum > 0.0 { v / optimum } else { 1.0 };
         if ratio(a.primal) < 0.99 {
-            println!("case {n}: lagrangian/optimum {:.4}", ratio(a.primal));
+            println!("case {n} ({objective:?}): lagrangian/optimum {:.4}", ratio(a.primal));
         }
         lagrangian.push(ratio(a.primal));
         greedy.push(ratio(g.primal));
@@ -171,12 +182,51 @@ fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
     let (l_worst, l_median) = summary(lagrangian);
     let (g_worst, g_median) = summary(greedy);
     println!(
-        "reference, {} instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4} ({below} below 0.99); \
+        "reference ({objective:?}), {} instances: lagrangian/optimum worst {l_worst:.4} median {l_median:.4} ({below} below 0.99); \
          greedy/optimum worst {g_worst:.4} median {g_median:.4}",
         cases.len()
     );
     assert!(l_worst >= 0.99, "lagrangian worst ratio {l_worst:.4} (median {l_median:.4})");
     assert!(l_median >= 0.995, "lagrangian median ratio {l_median:.4}");
+}
+
+/// Issue 15: a user capped at one promotion goes to the campaign where they
+/// are relatively best. Twenty users, a stream campaign (p 0.31-0.50, rising
+/// with the user) and a follow campaign (p 0.0195-0.0100, falling), budgets
+/// for everyone. On raw events every user goes to the stream campaign; on
+/// quality-weighted spend the users whose follow probability is furthest
+/// above the follow campaign's mean go to it.
+#[test]
+fn a_capped_user_goes_where_they_are_relatively_best() {
+    let specs = vec![
+        CampaignSpec { id: "stream".into(), channel: Channel::Promotion, budget: 100.0, min_audience: 0 },
+        CampaignSpec { id: "follow".into(), channel: Channel::Promotion, budget: 100.0, min_audience: 0 },
+    ];
+    let stream = |u: i64| 0.30 + 0.01 * u as f64;
+    let follow = |u: i64| 0.02 - 0.0005 * u as f64;
+    let mean = |p: &dyn Fn(i64) -> f64| (1..=20).map(p).sum::<f64>() / 20.0;
+    let (stream_mean, follow_mean) = (mean(&stream), mean(&follow));
+    let limits = Limits { max_ads_per_user: 1, max_promotions_per_user: 1, privacy_floor: 0 };
+    let cost = 0.01;
+    for objective in [Valuation::QualitySpend, Valuation::Events] {
+        let mut candidates = Candidates::default();
+        for u in 1..=20 {
+            candidates.push(u, 0, objective.value(1.0, 2.0, cost, stream(u), stream_mean), cost);
+            candidates.push(u, 1, objective.value(1.0, 2.0, cost, follow(u), follow_mean), cost);
+        }
+        for solver in [Solver::Lagrangian, Solver::Greedy] {
+            let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+            let to_follow: Vec<i64> =
+                a.chosen.iter().filter(|&&i| candidates.campaign[i] == 1).map(|&i| candidates.user[i]).collect();
+            let relatively_better: Vec<i64> =
+                (1..=20).filter(|&u| follow(u) / follow_mean > stream(u) / stream_mean).collect();
+            match objective {
+                Valuation::QualitySpend => assert_eq!(to_follow, relatively_better, "{solver:?}"),
+                Valuation::Events => assert!(to_follow.is_empty(), "{solver:?}: events send everyone to streams"),
+            }
+            assert_eq!(a.chosen.len(), 20, "{objective:?} {solver:?}: every user is placed");
+        }
+    }
 }
 
 #[test]

@@ -9,18 +9,14 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 
-use arrow::array::AsArray;
-use arrow::datatypes::{Float64Type, Int64Type};
 use audience::model::train::TrainOptions;
 use audience::model::workflow::train_and_save;
 use audience::storage::{Location, StorageError, StorageOptions};
-use audience::world::generate::generate;
+use audience::world::write::generate;
 use base64::Engine as _;
-use object_store::ObjectStoreExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
-use crate::model::learnable_config;
+use crate::helpers::{committed_audiences, learnable_config};
 
 /// A secret the S3 runs carry in their environment; it must not reach any output.
 const S3_SECRET: &str = "audience-test-secret-0f3c9e";
@@ -210,26 +206,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The committed run of the date under `output`: its id and every audience row.
+/// The committed run of the date under `output`: its id and every audience
+/// row (costs as bits, so rows compare exactly).
 async fn committed(output: &Location) -> (String, BTreeSet<(String, i64, u64)>) {
-    let date_dir = output.join(&format!("dt={}", learnable_config().run_date));
-    let marker: serde_json::Value = serde_json::from_slice(&date_dir.join("_SUCCESS").read().await.unwrap()).unwrap();
-    let run_id = marker["run_id"].as_str().unwrap().to_string();
-    let audiences = date_dir.join(&format!("run={run_id}/audiences"));
-    let mut rows = BTreeSet::new();
-    for object in audiences.list().await.unwrap() {
-        let bytes = output.store().get(&object.location).await.unwrap().bytes().await.unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
-            let batch = batch.unwrap();
-            let ids = batch.column_by_name("campaign_id").unwrap().as_string::<i32>().clone();
-            let users = batch.column_by_name("user_id").unwrap().as_primitive::<Int64Type>().clone();
-            let costs = batch.column_by_name("cost").unwrap().as_primitive::<Float64Type>().clone();
-            for i in 0..batch.num_rows() {
-                rows.insert((ids.value(i).to_string(), users.value(i), costs.value(i).to_bits()));
-            }
-        }
-    }
-    (run_id, rows)
+    let (run_id, rows) = committed_audiences(output, learnable_config().run_date).await;
+    (run_id, rows.into_iter().map(|(campaign, user, cost)| (campaign, user, cost.to_bits())).collect())
 }
 
 /// The `run=` directories of the date under `output`.
@@ -282,6 +263,25 @@ async fn full_run_and_rerun(backend: Backend) {
     assert_eq!(marker.read().await.unwrap(), before, "the create-only put left the marker alone");
 }
 
+/// `validate --config` opens the inputs and the model with the config's
+/// `[storage.*]` settings, as `run` does (it once used the environment only:
+/// with the endpoint in the config alone, it looked for the real cloud).
+async fn validate_config_uses_the_storage_settings(backend: Backend) {
+    let Some(bucket) = Bucket::create(backend, "validate") else { return };
+    seed(&bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &bucket, &bucket.url("audiences"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_audience"));
+    command.args(["validate", "--config", config.to_str().unwrap()]).env("RUST_LOG", "warn").env_remove("AWS_ENDPOINT");
+    for (k, v) in &bucket.env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("users\t3000 rows\tok") && stdout.contains("model\t"), "{stdout}");
+}
+
 /// Two runs of one date at once: both succeed and name the one committed run.
 async fn concurrent_commit(backend: Backend) {
     let Some(bucket) = Bucket::create(backend, "race") else { return };
@@ -306,6 +306,16 @@ async fn s3_full_run_and_idempotent_rerun() {
 #[tokio::test]
 async fn s3_concurrent_commit() {
     concurrent_commit(Backend::S3).await;
+}
+
+#[tokio::test]
+async fn s3_validate_config_uses_the_storage_settings() {
+    validate_config_uses_the_storage_settings(Backend::S3).await;
+}
+
+#[tokio::test]
+async fn azurite_validate_config_uses_the_storage_settings() {
+    validate_config_uses_the_storage_settings(Backend::Azure).await;
 }
 
 #[tokio::test]

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use arrow::util::display::array_value_to_string;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::job::{Setup, setup, stderr};
-use crate::model::learnable_config;
+use crate::helpers::{Setup, learnable_config, setup, stderr};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -192,7 +191,7 @@ fn run(config: &Path, extra: &[&str]) -> Output {
     let date = learnable_config().run_date.to_string();
     let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
     args.extend(extra);
-    crate::job::audience(&args, &[])
+    crate::helpers::audience(&args, &[])
 }
 
 /// Every committed audience row, every column, as text (floats print in full).

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use audience::world::WorldConfig;
-use audience::world::generate::{GenerateError, generate};
+use audience::world::write::{GenerateError, generate};
 
 use crate::helpers::*;
 
@@ -68,7 +68,7 @@ async fn generate_refuses_to_mix_worlds_unless_told_to_overwrite() {
 async fn large_tables_are_split_into_bounded_files() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("w");
-    let rows = audience::world::generate::ROWS_PER_FILE + 10;
+    let rows = audience::world::write::ROWS_PER_FILE + 10;
     let config = WorldConfig { users: 50, impressions: rows, days: 1, ..small_config(3) };
     generate(&location(&root), config, false).await.unwrap();
     let files = table_files(&root, audience::contract::Table::Impressions);

@@ -1,16 +1,23 @@
-//! Shared test helpers: small generated worlds and table surgery to break them.
+//! Shared test helpers: generated worlds (small, learnable), a trained setup
+//! for job runs, the `audience` binary, the committed audiences read back, and
+//! table surgery to break worlds.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, Schema};
 use audience::contract::Table;
 use audience::contract::validate::{Report, validate_world};
 use audience::storage::Location;
+use audience::model::train::TrainOptions;
+use audience::model::workflow::train_and_save;
 use audience::world::WorldConfig;
-use audience::world::generate::generate;
+use audience::world::write::generate;
+use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -98,4 +105,99 @@ pub fn only_problem(report: &Report, table: Table, column: &str) -> String {
     let found = report.problems_for(table, column);
     assert_eq!(found.len(), 1, "expected one problem for {table}.{column}, got {:#?}", report.problems);
     found[0].to_string()
+}
+
+/// A world with enough impressions to learn from, over 8 days.
+pub fn learnable_config() -> WorldConfig {
+    WorldConfig { seed: 11, users: 3_000, podcasts: 200, campaigns: 40, impressions: 40_000, days: 8, ..WorldConfig::default() }
+}
+
+pub async fn learnable_world() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("world");
+    generate(&location(&root), learnable_config(), false).await.unwrap();
+    (dir, root)
+}
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub world: PathBuf,
+    pub model: PathBuf,
+}
+
+impl Setup {
+    pub fn output(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Writes a config (with `extra` TOML appended) and returns its path.
+    pub fn config(&self, name: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let text = format!(
+            "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n{extra}",
+            self.world.display(),
+            self.model.display(),
+            self.output().display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn date_dir(&self) -> PathBuf {
+        self.output().join(format!("dt={}", learnable_config().run_date))
+    }
+
+    pub fn run_dirs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.date_dir()) else { return Vec::new() };
+        let mut runs: Vec<String> = entries
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("run="))
+            .collect();
+        runs.sort();
+        runs
+    }
+}
+
+pub async fn setup() -> Setup {
+    let (dir, world) = learnable_world().await;
+    let model = dir.path().join("model");
+    let options = TrainOptions { max_epochs: 1, validation_days: 2, test_days: 2, ..TrainOptions::default() };
+    train_and_save(&location(&world), &location(&model), &options, None).await.unwrap();
+    Setup { dir, world, model }
+}
+
+pub fn audience(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_audience"));
+    command.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every audience row of the run committed for `date` under `output`: its run
+/// id and (campaign, user, cost) rows, read from the Parquet files.
+pub async fn committed_audiences(output: &Location, date: chrono::NaiveDate) -> (String, Vec<(String, i64, f64)>) {
+    let date_dir = output.join(&format!("dt={date}"));
+    let marker: serde_json::Value = serde_json::from_slice(&date_dir.join("_SUCCESS").read().await.unwrap()).unwrap();
+    let run_id = marker["run_id"].as_str().unwrap().to_string();
+    let audiences = date_dir.join(&format!("run={run_id}/audiences"));
+    let mut rows = Vec::new();
+    for object in audiences.list().await.unwrap() {
+        let bytes = output.store().get(&object.location).await.unwrap().bytes().await.unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
+            let batch = batch.unwrap();
+            let ids = batch.column_by_name("campaign_id").unwrap().as_string::<i32>().clone();
+            let users = batch.column_by_name("user_id").unwrap().as_primitive::<Int64Type>().clone();
+            let costs = batch.column_by_name("cost").unwrap().as_primitive::<Float64Type>().clone();
+            for i in 0..batch.num_rows() {
+                rows.push((ids.value(i).to_string(), users.value(i), costs.value(i)));
+            }
+        }
+    }
+    (run_id, rows)
 }

@@ -2,109 +2,20 @@
 //! Parquet, not trusted from the solver), reruns, conflicts, crashes, races.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use arrow::array::AsArray;
-use arrow::datatypes::{Float64Type, Int64Type};
 use audience::contract::Table;
-use audience::model::train::TrainOptions;
-use audience::model::workflow::train_and_save;
 use audience::world::World;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::helpers::*;
-use crate::model::{learnable_config, learnable_world};
-
-pub struct Setup {
-    pub dir: tempfile::TempDir,
-    pub world: PathBuf,
-    pub model: PathBuf,
-}
-
-impl Setup {
-    pub fn output(&self) -> PathBuf {
-        self.dir.path().join("out")
-    }
-
-    /// Writes a config (with `extra` TOML appended) and returns its path.
-    pub fn config(&self, name: &str, extra: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        let text = format!(
-            "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n{extra}",
-            self.world.display(),
-            self.model.display(),
-            self.output().display()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    pub fn date_dir(&self) -> PathBuf {
-        self.output().join(format!("dt={}", learnable_config().run_date))
-    }
-
-    pub fn run_dirs(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.date_dir()) else { return Vec::new() };
-        let mut runs: Vec<String> = entries
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with("run="))
-            .collect();
-        runs.sort();
-        runs
-    }
-}
-
-pub async fn setup() -> Setup {
-    let (dir, world) = learnable_world().await;
-    let model = dir.path().join("model");
-    let options = TrainOptions { max_epochs: 1, validation_days: 2, test_days: 2, ..TrainOptions::default() };
-    train_and_save(&location(&world), &location(&model), &options, None).await.unwrap();
-    Setup { dir, world, model }
-}
-
-pub fn audience(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_audience"));
-    command.args(args).env("RUST_LOG", "warn");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().unwrap()
-}
 
 fn run(config: &Path, extra: &[&str]) -> Output {
     let date = learnable_config().run_date.to_string();
     let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
     args.extend(extra);
     audience(&args, &[])
-}
-
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Every audience row of the committed run: (campaign, user, cost).
-fn committed_audiences(setup: &Setup) -> (String, Vec<(String, i64, f64)>) {
-    let marker: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(setup.date_dir().join("_SUCCESS")).unwrap()).unwrap();
-    let run_id = marker["run_id"].as_str().unwrap().to_string();
-    let audiences = setup.date_dir().join(format!("run={run_id}")).join("audiences");
-    let mut rows = Vec::new();
-    for campaign_dir in std::fs::read_dir(&audiences).unwrap() {
-        for file in std::fs::read_dir(campaign_dir.unwrap().path()).unwrap() {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.unwrap().path()).unwrap()).unwrap();
-            for batch in reader.build().unwrap() {
-                let batch = batch.unwrap();
-                let ids = batch.column_by_name("campaign_id").unwrap().as_string::<i32>().clone();
-                let users = batch.column_by_name("user_id").unwrap().as_primitive::<Int64Type>().clone();
-                let costs = batch.column_by_name("cost").unwrap().as_primitive::<Float64Type>().clone();
-                for i in 0..batch.num_rows() {
-                    rows.push((ids.value(i).to_string(), users.value(i), costs.value(i)));
-                }
-            }
-        }
-    }
-    (run_id, rows)
 }
 
 #[tokio::test]
@@ -117,7 +28,7 @@ async fn a_run_commits_audiences_that_respect_every_rule_and_reruns_are_safe() {
     assert!(manifest_url.ends_with("manifest.json"), "stdout is the manifest URL only: {manifest_url}");
 
     // Read back what was committed and check it against the world's own rules.
-    let (run_id, rows) = committed_audiences(&setup);
+    let (run_id, rows) = committed_audiences(&location(&setup.output()), learnable_config().run_date).await;
     assert!(!rows.is_empty());
     let world = World::new(learnable_config());
     let date = learnable_config().run_date;
@@ -168,7 +79,7 @@ async fn a_run_commits_audiences_that_respect_every_rule_and_reruns_are_safe() {
     assert!(stderr(&conflict).contains("--overwrite"), "{}", stderr(&conflict));
     let replaced = run(&changed, &["--overwrite"]);
     assert_eq!(replaced.status.code(), Some(0), "{}", stderr(&replaced));
-    let (new_run, _) = committed_audiences(&setup);
+    let (new_run, _) = committed_audiences(&location(&setup.output()), learnable_config().run_date).await;
     assert_ne!(new_run, run_id);
     assert_eq!(setup.run_dirs(), vec![format!("run={new_run}")], "the superseded run is removed: {}", stderr(&replaced));
 }
@@ -185,7 +96,7 @@ async fn a_crash_before_the_commit_leaves_no_success_and_the_next_run_recovers()
     assert_eq!(setup.run_dirs().len(), 1, "the crashed run's data is there, uncommitted");
     let next = run(&config, &[]);
     assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
-    let (run_id, _) = committed_audiences(&setup);
+    let (run_id, _) = committed_audiences(&location(&setup.output()), learnable_config().run_date).await;
     assert_eq!(setup.run_dirs(), vec![format!("run={run_id}")], "the crashed run is cleaned up");
 }
 
@@ -208,7 +119,7 @@ async fn two_runs_of_one_date_started_together_commit_exactly_once() {
     assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
     assert_eq!(a.stdout, b.stdout, "both name the one committed manifest");
-    let (run_id, _) = committed_audiences(&setup);
+    let (run_id, _) = committed_audiences(&location(&setup.output()), learnable_config().run_date).await;
     assert_eq!(setup.run_dirs(), vec![format!("run={run_id}")]);
 }
 

@@ -8,6 +8,7 @@ mod generate;
 mod helpers;
 mod job;
 mod libtorch;
+mod market;
 mod model;
 mod scoring;
 mod torchscript;

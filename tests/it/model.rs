@@ -7,25 +7,11 @@ use audience::contract::Table;
 use audience::model::artifact::{self, MANIFEST_FILE, WEIGHTS_FILE};
 use audience::model::train::TrainOptions;
 use audience::model::workflow::{evaluate_saved, load_split, train_and_save};
-use audience::world::WorldConfig;
-use audience::world::generate::generate;
 
 use crate::helpers::*;
 
-/// A world with enough impressions to learn from, over 8 days.
-pub fn learnable_config() -> WorldConfig {
-    WorldConfig { seed: 11, users: 3_000, podcasts: 200, campaigns: 40, impressions: 40_000, days: 8, ..WorldConfig::default() }
-}
-
 pub fn quick_options(seed: u64) -> TrainOptions {
     TrainOptions { seed, max_epochs: 2, batch_size: 512, validation_days: 2, test_days: 2, ..TrainOptions::default() }
-}
-
-pub async fn learnable_world() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("world");
-    generate(&location(&root), learnable_config(), false).await.unwrap();
-    (dir, root)
 }
 
 async fn train_into(root: &Path, out: &Path, options: &TrainOptions) -> artifact::Manifest {

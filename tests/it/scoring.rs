@@ -21,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 use crate::helpers::*;
-use crate::model::{learnable_world, quick_options};
+use crate::helpers::learnable_world;
+use crate::model::quick_options;
 
 fn random_model(seed: i64) -> Model {
     tch::manual_seed(seed);
@@ -103,7 +104,7 @@ fn pools_by_campaign(scored: &Scored) -> Vec<(String, Vec<(i64, f64)>)> {
         .campaigns
         .iter()
         .zip(&scored.pools)
-        .map(|(c, pool)| (c.campaign_id.clone(), pool.iter().map(|p| (p.user_id, p.value)).collect()))
+        .map(|(c, pool)| (c.campaign_id.clone(), pool.iter().map(|p| (p.user_id, p.p_objective as f64)).collect()))
         .collect()
 }
 
@@ -123,7 +124,7 @@ async fn eligibility_and_pools_follow_the_worlds_own_rules() {
         let capacity = (campaign.affordable_users() as f64 * 2.0).ceil() as usize;
         assert_eq!(pool.len(), capacity.min(allowed.len()), "pool of {}", campaign.campaign_id);
         assert!(pool.iter().all(|c| allowed.contains(&c.user_id)), "{} holds an ineligible user", campaign.campaign_id);
-        assert!(pool.windows(2).all(|w| w[0].value >= w[1].value), "best first");
+        assert!(pool.windows(2).all(|w| w[0].p_objective >= w[1].p_objective), "best first");
         assert!(pool.iter().all(|c| c.probabilities.iter().all(|p| (0.0..=1.0).contains(p))));
     }
     let table = scored.candidates();

@@ -22,6 +22,7 @@ use super::{Campaign, GENERATOR_VERSION, Impression, Podcast, User, World, World
 use crate::contract::{GENRE_COUNT, GENRES, TIER_BOUNDS, Table};
 use crate::progress::Progress;
 use crate::storage::{Location, ParquetWriter, StorageError};
+use crate::exit_code::ExitCode;
 
 /// Rows per Parquet file of the large tables.
 pub const ROWS_PER_FILE: u64 = 1 << 20;
@@ -38,6 +39,16 @@ pub enum GenerateError {
     NotEmpty { url: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl GenerateError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            GenerateError::InvalidConfig(_) => ExitCode::Invalid,
+            GenerateError::NotEmpty { .. } => ExitCode::Conflict,
+            GenerateError::Storage(e) => e.exit_code(),
+        }
+    }
 }
 
 /// What was written: the config and the rows of each table. Saved as `world.json`.
@@ -99,6 +110,9 @@ fn check_config(config: &WorldConfig) -> Result<(), GenerateError> {
     }
     if config.days == 0 {
         problems.push("days must be at least 1".to_string());
+    }
+    if !(config.sell_through > 0.0 && config.sell_through <= 2.0) {
+        problems.push(format!("sell-through {} must be above 0 and at most 2", config.sell_through));
     }
     if config.users >= i64::MAX as u64 {
         problems.push("users too large".to_string());

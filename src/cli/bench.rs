@@ -1,0 +1,59 @@
+//! `bench allocate` and `bench score`: benchmarks that print their figures.
+
+use audience::Error;
+use audience::allocate::{Solver, Valuation};
+use audience::scoring::bench::BenchOptions;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Allocation on a random instance: candidates/s, iterations, gap, peak RSS.
+    Allocate {
+        #[arg(long, default_value_t = 1_000_000)]
+        candidates: usize,
+        #[arg(long, default_value_t = 200)]
+        campaigns: usize,
+        /// Solvers to run, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "lagrangian,greedy")]
+        solver: Vec<Solver>,
+        /// What a pair is worth: quality_spend (the job's default) or events.
+        #[arg(long, default_value = "quality_spend")]
+        objective: Valuation,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Scoring: naive per-pair forward vs the factorised fused operator, GEMM share.
+    Score {
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
+        #[arg(long, default_value_t = 200)]
+        campaigns: u64,
+        /// Users in the naive path's sample.
+        #[arg(long, default_value_t = 5_000)]
+        naive_users: usize,
+        /// Score this world instead of generating one.
+        #[arg(long)]
+        data: Option<String>,
+    },
+}
+
+impl Command {
+    pub async fn run(self) -> Result<(), Error> {
+        match self {
+            Command::Allocate { candidates, campaigns, solver, objective, seed } => {
+                if campaigns == 0 || candidates == 0 {
+                    return Err(Error::Usage("--candidates and --campaigns must be at least 1".into()));
+                }
+                audience::allocate::bench::run(candidates, campaigns, &solver, objective, seed);
+            }
+            Command::Score { users, campaigns, naive_users, data } => {
+                if users == 0 || campaigns == 0 || naive_users == 0 {
+                    return Err(Error::Usage("--users, --campaigns and --naive-users must be at least 1".into()));
+                }
+                audience::scoring::bench::run(&BenchOptions { users, campaigns, naive_users, data }).await?;
+            }
+        }
+        println!("{}", audience::measure::peak_rss_line());
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! `generate` and `validate`: synthetic worlds and the data contract.
+
+use std::path::PathBuf;
+
+use audience::Error;
+use audience::contract::validate::validate_world;
+use audience::job::config::JobConfig;
+use audience::job::validate::validate_config;
+use audience::world::WorldConfig;
+use audience::world::write::generate;
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+
+use super::location;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Write a deterministic synthetic world (tables + ground truth) to a URL.
+    Generate {
+        /// Where to write: a local directory or an object store URL.
+        #[arg(long)]
+        out: String,
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Replace a world already written there.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Check a world's tables against the data contract; lists every problem.
+    /// With --config, checks the job config, its inputs and its model instead.
+    Validate {
+        /// Root of the world (one prefix per table, as `generate` writes it).
+        #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+        data: Option<String>,
+        /// A job config: validates it, its input tables and its model artifact.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+impl Command {
+    pub async fn run(self) -> Result<(), Error> {
+        match self {
+            Command::Generate { out, world, overwrite } => {
+                let out = location(&out)?;
+                let manifest = generate(&out, world.into(), overwrite).await?;
+                tracing::info!(rows = ?manifest.rows, "world written");
+                println!("{out}");
+            }
+            Command::Validate { data: None, config: Some(path) } => {
+                let config = JobConfig::load(&path)?;
+                let check = validate_config(&config).await?;
+                println!("config {}\tok", path.display());
+                for (table, rows) in &check.inputs.rows {
+                    println!("{table}\t{rows} rows\tok");
+                }
+                println!("model\t{}\tok", check.model_version);
+            }
+            Command::Validate { data, config: _ } => {
+                let root = location(&data.expect("clap requires --data or --config"))?;
+                let report = validate_world(&root).await?.into_result()?;
+                for (table, rows) in &report.rows {
+                    println!("{table}\t{rows} rows\tok");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The size and shape of a generated world.
+#[derive(Args)]
+pub struct WorldArgs {
+    #[arg(long, default_value_t = WorldConfig::default().users)]
+    users: u64,
+    #[arg(long, default_value_t = WorldConfig::default().podcasts)]
+    podcasts: u64,
+    #[arg(long, default_value_t = WorldConfig::default().campaigns)]
+    campaigns: u64,
+    /// Impression log rows in total.
+    #[arg(long, default_value_t = WorldConfig::default().impressions)]
+    impressions: u64,
+    /// Days of impression logs, ending the day before --date.
+    #[arg(long, default_value_t = WorldConfig::default().days)]
+    days: u32,
+    /// The run date the campaigns are flighted around (YYYY-MM-DD).
+    #[arg(long, default_value_t = WorldConfig::default().run_date)]
+    date: NaiveDate,
+    #[arg(long, default_value_t = WorldConfig::default().seed)]
+    seed: u64,
+    /// Active campaigns' total demand over supply (users × cap), per channel.
+    #[arg(long, default_value_t = WorldConfig::default().sell_through)]
+    sell_through: f64,
+}
+
+impl From<WorldArgs> for WorldConfig {
+    fn from(a: WorldArgs) -> Self {
+        WorldConfig {
+            seed: a.seed,
+            users: a.users,
+            podcasts: a.podcasts,
+            campaigns: a.campaigns,
+            impressions: a.impressions,
+            days: a.days,
+            run_date: a.date,
+            sell_through: a.sell_through,
+        }
+    }
+}

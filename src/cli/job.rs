@@ -1,0 +1,92 @@
+//! `run`, `backfill` and `demo`: the nightly job.
+
+use std::path::PathBuf;
+
+use audience::Error;
+use audience::job::config::JobConfig;
+use audience::job::run::RunFlags;
+use audience::job::{demo, dry_run, run};
+use audience::model::train::TrainOptions;
+use chrono::NaiveDate;
+use clap::Subcommand;
+
+use super::data::WorldArgs;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The nightly job: validate, score, allocate, write audiences, commit.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// The run date (YYYY-MM-DD); default today (UTC).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Replace a committed run of this date that differs.
+        #[arg(long)]
+        overwrite: bool,
+        /// Validate, count eligible pairs, estimate scoring time; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One committed run per date in a range; skips dates already committed.
+    Backfill {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        from: NaiveDate,
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// The end-to-end demo on local storage: generate a world, train a model,
+    /// run the job for the world's run date, print the audiences' summary.
+    Demo {
+        /// Local directory for the demo (world, model, audiences; replaced if present).
+        #[arg(long, default_value = "demo")]
+        out: String,
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Most training epochs of the demo's model.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+    },
+}
+
+impl Command {
+    pub async fn run(self) -> Result<(), Error> {
+        match self {
+            Command::Run { config, date, overwrite, dry_run } => {
+                let config = JobConfig::load(&config)?;
+                let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+                if dry_run {
+                    print!("{}", dry_run::dry_run(&config, date).await?.report());
+                } else {
+                    println!("{}", run::run(&config, &RunFlags { date, overwrite }).await?.manifest_url());
+                }
+            }
+            Command::Backfill { config, from, to, overwrite } => {
+                if from > to {
+                    return Err(Error::Usage(format!("--from {from} is after --to {to}")));
+                }
+                let config = JobConfig::load(&config)?;
+                for (date, outcome) in run::backfill(&config, from, to, overwrite).await? {
+                    match outcome {
+                        Some(outcome) => println!("{date}\t{}", outcome.manifest_url()),
+                        None => println!("{date}\talready committed"),
+                    }
+                }
+            }
+            Command::Demo { out, world, epochs } => {
+                if epochs == 0 {
+                    return Err(Error::Usage("--epochs must be at least 1".into()));
+                }
+                let options = TrainOptions { max_epochs: epochs, ..TrainOptions::default() };
+                let demo = demo::demo(std::path::Path::new(&out), world.into(), &options).await?;
+                print!("{}", demo.summary());
+                println!("{}", demo.manifest_url);
+            }
+        }
+        Ok(())
+    }
+}

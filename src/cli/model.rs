@@ -1,0 +1,197 @@
+//! `train`, `evaluate`, `finetune`, `experiment` and `info`: the model.
+
+use audience::Error;
+use audience::contract::Task;
+use audience::model::train::TrainOptions;
+use audience::model::workflow::{Finetune, Source, evaluate_saved, finetune, load_split, train_and_save};
+use audience::model::{experiment, probe_libtorch};
+use clap::{Args, Subcommand};
+
+use super::location;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train the multi-task model on a world's impression logs; writes a model artifact.
+    Train {
+        /// Root of the world (tables as `generate` writes them).
+        #[arg(long)]
+        data: String,
+        /// Where to write the model artifact directory.
+        #[arg(long)]
+        out: String,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+    /// AP and ROC-AUC per task, channel and stream tier on the test days.
+    Evaluate {
+        #[arg(long)]
+        data: String,
+        /// The model artifact directory.
+        #[arg(long)]
+        model: String,
+        /// Also write the metrics as JSON to this local file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Fine-tune a trained model's head on (a few) labels of one channel.
+    Finetune {
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        out: String,
+        /// The head to train: promo_stream, ad_stream, click, like or follow.
+        #[arg(long, default_value = "ad_stream")]
+        task: Task,
+        /// Impressions to learn from: ad, promotion or both.
+        #[arg(long, default_value = "ad")]
+        source: Source,
+        /// Train on at most this many labelled impressions.
+        #[arg(long)]
+        labels: Option<usize>,
+        /// Encoder learning rate relative to the head's; 0 freezes it.
+        #[arg(long, default_value_t = 0.1)]
+        encoder_lr_scale: f64,
+        /// Re-initialise the head first (a new objective) instead of refining it.
+        #[arg(long)]
+        new_head: bool,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+    /// Experiments that print the paper's tables.
+    Experiment {
+        #[command(subcommand)]
+        experiment: Experiment,
+    },
+    /// Print versions and what libtorch sees (threads, CUDA).
+    Info,
+}
+
+#[derive(Subcommand)]
+pub enum Experiment {
+    /// The paper's ablation: AP relative to the promotions-only baseline.
+    Ablation {
+        #[arg(long)]
+        data: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+    /// Cold start: fine-tune the promotions model on few ad labels vs from scratch.
+    ColdStart {
+        #[arg(long)]
+        data: String,
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        labels: Vec<usize>,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
+}
+
+impl Command {
+    pub async fn run(self) -> Result<(), Error> {
+        match self {
+            Command::Train { data, out, training } => {
+                let (data, out) = (location(&data)?, location(&out)?);
+                let manifest = train_and_save(&data, &out, &training.options()?, None).await?;
+                let report = &manifest.training.report;
+                eprintln!(
+                    "trained {} in {:.1}s ({:.0} examples/s), best epoch {}/{}, validation stream AP {:.4}",
+                    manifest.model_version,
+                    report.seconds,
+                    report.examples_per_second,
+                    report.best_epoch,
+                    report.epochs.len(),
+                    report.validation_stream_ap
+                );
+                println!("{out}");
+            }
+            Command::Evaluate { data, model, json } => {
+                let (data, model) = (location(&data)?, location(&model)?);
+                let (manifest, evaluation) = evaluate_saved(&data, &model).await?;
+                println!("model {} on the test days of {data}: {} impressions", manifest.model_version, evaluation.test_examples);
+                print!("{}", evaluation.table());
+                if let Some(path) = json {
+                    let text = serde_json::to_vec_pretty(&evaluation).expect("metrics serialise");
+                    std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+                }
+            }
+            Command::Finetune { data, model, out, task, source, labels, encoder_lr_scale, new_head, training } => {
+                let recipe = Finetune { task, source, labels, encoder_lr_scale, new_head };
+                let (data, model, out) = (location(&data)?, location(&model)?, location(&out)?);
+                let (manifest, base) = finetune(&data, &model, &out, &recipe, &training.options()?).await?;
+                eprintln!(
+                    "fine-tuned {} from {base}: validation stream AP {:.4}",
+                    manifest.model_version, manifest.training.report.validation_stream_ap
+                );
+                println!("{out}");
+            }
+            Command::Experiment { experiment } => experiment.run().await?,
+            Command::Info => {
+                println!("audience {}", env!("CARGO_PKG_VERSION"));
+                let probe = probe_libtorch();
+                println!("libtorch: cpu ok (2x2 matmul sum {}), {} intra-op threads", probe.matmul_sum, probe.intra_op_threads);
+                println!("cuda: {}", if probe.cuda_available { "available" } else { "not available (CPU only)" });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Experiment {
+    async fn run(self) -> Result<(), Error> {
+        match self {
+            Experiment::Ablation { data, seeds, training } => {
+                let options = training.options()?;
+                let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
+                print!("{}", experiment::ablation(&dataset, &split, &options, &seeds)?.table());
+            }
+            Experiment::ColdStart { data, labels, training } => {
+                let options = training.options()?;
+                let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
+                let (zero_shot, rows) = experiment::cold_start(&dataset, &split, &options, &labels)?;
+                print!("{}", experiment::cold_start_table(zero_shot, &rows));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Training settings shared by `train`, `finetune` and the experiments.
+#[derive(Args)]
+pub struct TrainingArgs {
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    /// Most epochs (early stopping usually ends sooner).
+    #[arg(long, default_value_t = TrainOptions::default().max_epochs)]
+    epochs: usize,
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
+    learning_rate: f64,
+    /// Newest days held out for evaluation.
+    #[arg(long, default_value_t = TrainOptions::default().test_days)]
+    test_days: u32,
+    /// Days before the test days used for early stopping.
+    #[arg(long, default_value_t = TrainOptions::default().validation_days)]
+    validation_days: u32,
+}
+
+impl TrainingArgs {
+    fn options(&self) -> Result<TrainOptions, Error> {
+        if self.epochs == 0 || self.batch_size < 2 || !(self.learning_rate > 0.0) {
+            return Err(Error::Usage("--epochs must be ≥ 1, --batch-size ≥ 2 and --learning-rate > 0".into()));
+        }
+        Ok(TrainOptions {
+            seed: self.seed,
+            max_epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            test_days: self.test_days,
+            validation_days: self.validation_days,
+            ..TrainOptions::default()
+        })
+    }
+}
