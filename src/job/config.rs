@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::allocate::{Limits, Solver, Valuation};
+use crate::scoring::ScoreOptions;
 use crate::storage::{Location, StorageError, StorageOptions};
 
 /// The config file as written (after environment expansion).
@@ -203,6 +204,17 @@ impl JobConfig {
     /// Opens another location (not one of the config's own) with its storage settings.
     pub fn location(&self, url: &str) -> Result<Location, StorageError> {
         Location::parse_with(url, &self.storage)
+    }
+
+    /// Scoring settings for a run of `date`.
+    pub fn score_options(&self, date: chrono::NaiveDate) -> ScoreOptions {
+        ScoreOptions {
+            slack: self.scoring.pool_slack,
+            partitions: self.engine.partitions(),
+            batch_rows: self.scoring.batch_rows,
+            hour: self.scoring.hour,
+            ..ScoreOptions::new(date)
+        }
     }
 
     pub fn limits(&self) -> Limits {

@@ -27,13 +27,7 @@ pub async fn dry_run(config: &JobConfig, date: NaiveDate) -> Result<DryRun, JobE
     let inputs = &config.inputs;
     validate_world(inputs).await?.into_result()?;
     let (model, _) = artifact::load(&config.model).await?;
-    let options = ScoreOptions {
-        slack: config.scoring.pool_slack,
-        partitions: config.engine.partitions(),
-        batch_rows: config.scoring.batch_rows,
-        hour: config.scoring.hour,
-        ..ScoreOptions::new(date)
-    };
+    let options = config.score_options(date);
     let counted = score(inputs, &model, &ScoreOptions { eligibility_only: true, ..options.clone() }).await?;
     let sample = score(inputs, &model, &ScoreOptions { user_limit: Some(SAMPLE_USERS), ..options }).await?;
     let per_user = sample.seconds / sample.users.max(1) as f64;

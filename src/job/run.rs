@@ -20,7 +20,7 @@ use crate::contract::{CAMPAIGN_ID_PATTERN, Table};
 use crate::exit_code::ExitCode;
 use crate::failpoint;
 use crate::model::{Model, artifact};
-use crate::scoring::{ScoreOptions, Scored, score};
+use crate::scoring::{Scored, score};
 use crate::storage::Location;
 
 #[derive(Debug, Clone)]
@@ -219,13 +219,7 @@ async fn already_committed(date_dir: &DateDir, ours: &Fingerprint, overwrite: bo
 /// Eligibility and scoring on the configured engine; campaign ids checked
 /// before any of them names an output path.
 async fn score_stage(config: &JobConfig, inputs: &Location, model: &Model, model_version: &str, date: NaiveDate) -> Result<Scored, JobError> {
-    let options = ScoreOptions {
-        slack: config.scoring.pool_slack,
-        partitions: config.engine.partitions(),
-        batch_rows: config.scoring.batch_rows,
-        hour: config.scoring.hour,
-        ..ScoreOptions::new(date)
-    };
+    let options = config.score_options(date);
     let scored = match &config.engine {
         Engine::Local { .. } => score(inputs, model, &options).await?,
         Engine::Ballista { scheduler, .. } => {
