@@ -43,7 +43,7 @@ const FLOOR_MARGIN: f64 = 1.2;
 const PACED_ADS: f64 = 0.25;
 
 /// What the market looked like when budgets were set (for docs and tests).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MarketShape {
     /// Per campaign, the share of all users its targeting and channel reach.
     pub reach_share: Vec<f64>,

@@ -209,7 +209,8 @@ impl World {
             let sampler = WeightedIndex::new(weights).ok();
             (members, sampler)
         });
-        let market = market::MarketShape { reach_share: vec![], wanted_users: vec![], supply: [0.0; 2], demand: [0.0; 2], floor_demand: [0.0; 2] };
+        // The market samples the world's own users, so it is set once the world exists.
+        let market = market::MarketShape::default();
         let mut world = World { config, params, genre_embeddings, podcasts, campaigns, market, follow_sampler, policy };
         world.market = market::set_budgets(&mut world);
         world
