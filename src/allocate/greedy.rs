@@ -7,7 +7,7 @@ use super::instance::Instance;
 use super::selection::Selection;
 
 pub(crate) fn solve(instance: &Instance) -> Allocation {
-    let order = instance.order_by(|i| instance.candidates.value[i]);
+    let order = instance.order_by(|i| instance.value(i));
     let mut open = instance.initially_open();
     loop {
         let mut selection = Selection::new(instance);

@@ -1,104 +1,74 @@
-//! The validated allocation instance both solvers share: candidates grouped by
-//! user, floors, tie keys, orderings, and which campaigns can be open at all.
+//! The validated allocation instance both solvers share: the candidates'
+//! [`Layout`], floors, tie keys, orderings, and which campaigns can be open at all.
 
 use std::cmp::Ordering;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::layout::Layout;
 use super::{AllocateError, CampaignSpec, Candidates, Limits, Withheld};
 use crate::contract::Channel;
 use crate::hashing::{hash_bytes, splitmix64};
 
 pub(crate) struct Instance<'a> {
     pub campaigns: &'a [CampaignSpec],
-    pub candidates: &'a Candidates,
     pub limits: Limits,
-    /// Candidate indices grouped by user (ascending user id, then campaign index).
-    pub by_user: Vec<u32>,
-    /// Start of each user's group in `by_user`; one entry more than users.
-    pub user_start: Vec<usize>,
-    /// The user group (index into `user_start`) of each candidate.
-    pub group: Vec<u32>,
+    /// The candidates by position (grouped by user); see [`Layout`].
+    pub pairs: Layout,
     /// max(min_audience, privacy floor) per campaign.
     pub floor: Vec<u64>,
-    /// Tie-break key per candidate: a hash of (user_id, campaign_id, seed).
-    ties: Vec<u64>,
+    /// Per campaign: its channel, and the hash of its id for tie keys.
+    channel: Vec<Channel>,
+    campaign_key: Vec<u64>,
+    seed: u64,
 }
 
 impl<'a> Instance<'a> {
-    pub fn new(
-        campaigns: &'a [CampaignSpec],
-        candidates: &'a Candidates,
-        limits: Limits,
-        seed: u64,
-    ) -> Result<Instance<'a>, AllocateError> {
-        let c = candidates;
-        let n = c.user.len();
-        if c.campaign.len() != n || c.value.len() != n || c.cost.len() != n {
-            return Err(AllocateError::LengthMismatch {
-                user: n,
-                campaign: c.campaign.len(),
-                value: c.value.len(),
-                cost: c.cost.len(),
-            });
-        }
-        assert!(n < u32::MAX as usize, "more than 4 billion candidates");
-        for spec in campaigns {
-            if !spec.budget.is_finite() || spec.budget < 0.0 {
-                return Err(AllocateError::BadBudget { campaign: spec.id.clone(), budget: spec.budget });
-            }
-        }
-        for i in 0..n {
-            let index = c.campaign[i];
-            let Some(spec) = campaigns.get(index as usize) else {
-                return Err(AllocateError::UnknownCampaign { user: c.user[i], index, campaigns: campaigns.len() });
-            };
-            let bad = |what, number| AllocateError::BadNumber { user: c.user[i], campaign: spec.id.clone(), what, number };
-            if !c.value[i].is_finite() {
-                return Err(bad("value", c.value[i]));
-            }
-            if !c.cost[i].is_finite() || c.cost[i] < 0.0 {
-                return Err(bad("cost", c.cost[i]));
-            }
-        }
-
-        let mut by_user: Vec<u32> = (0..n as u32).collect();
-        by_user.par_sort_unstable_by_key(|&i| (c.user[i as usize], c.campaign[i as usize]));
-        let mut user_start = Vec::new();
-        let mut group = vec![0u32; n];
-        for (position, pair) in by_user.iter().enumerate() {
-            let i = *pair as usize;
-            let new_user = position == 0 || c.user[by_user[position - 1] as usize] != c.user[i];
-            if new_user {
-                user_start.push(position);
-            } else if c.campaign[by_user[position - 1] as usize] == c.campaign[i] {
-                let campaign = campaigns[c.campaign[i] as usize].id.clone();
-                return Err(AllocateError::DuplicatePair { user: c.user[i], campaign });
-            }
-            group[i] = (user_start.len() - 1) as u32;
-        }
-        user_start.push(n);
-
+    pub fn new(campaigns: &'a [CampaignSpec], candidates: Candidates, limits: Limits, seed: u64) -> Result<Instance<'a>, AllocateError> {
+        let pairs = Layout::new(campaigns, candidates)?;
         let floor = campaigns.iter().map(|s| s.min_audience.max(limits.privacy_floor)).collect();
-        let campaign_key: Vec<u64> = campaigns.iter().map(|s| hash_bytes(s.id.as_bytes())).collect();
-        let ties = (0..n)
-            .into_par_iter()
-            .map(|i| splitmix64(splitmix64(c.user[i] as u64 ^ seed) ^ campaign_key[c.campaign[i] as usize]))
-            .collect();
-        Ok(Instance { campaigns, candidates, limits, by_user, user_start, group, floor, ties })
+        let channel = campaigns.iter().map(|s| s.channel).collect();
+        let campaign_key = campaigns.iter().map(|s| hash_bytes(s.id.as_bytes())).collect();
+        Ok(Instance { campaigns, limits, pairs, floor, channel, campaign_key, seed })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
     }
 
     pub fn users(&self) -> usize {
-        self.user_start.len() - 1
+        self.pairs.user_ids.len()
     }
 
-    /// The candidates of user group `u`.
-    pub fn user_candidates(&self, u: usize) -> &[u32] {
-        &self.by_user[self.user_start[u]..self.user_start[u + 1]]
+    /// The positions of user group `u`.
+    pub fn user_candidates(&self, u: usize) -> Range<usize> {
+        self.pairs.user_start[u] as usize..self.pairs.user_start[u + 1] as usize
+    }
+
+    /// The positions of campaign `c`, ascending.
+    pub fn campaign_candidates(&self, c: usize) -> &[u32] {
+        self.pairs.of_campaign(c)
     }
 
     pub fn campaign_of(&self, i: usize) -> usize {
-        self.candidates.campaign[i] as usize
+        self.pairs.campaign[i] as usize
+    }
+
+    pub fn group(&self, i: usize) -> usize {
+        self.pairs.group[i] as usize
+    }
+
+    pub fn value(&self, i: usize) -> f64 {
+        self.pairs.value[i] as f64
+    }
+
+    pub fn cost(&self, i: usize) -> f64 {
+        self.pairs.cost[i] as f64
+    }
+
+    pub fn channel(&self, c: usize) -> Channel {
+        self.channel[c]
     }
 
     pub fn cap(&self, channel: Channel) -> u32 {
@@ -110,29 +80,37 @@ impl<'a> Instance<'a> {
 
     /// Stable tie-break key of a candidate: a hash of (user_id, campaign_id, seed).
     pub fn tie(&self, i: usize) -> u64 {
-        self.ties[i]
+        let user = self.pairs.user_ids[self.group(i)];
+        splitmix64(splitmix64(user as u64 ^ self.seed) ^ self.campaign_key[self.campaign_of(i)])
     }
 
-    /// Orders candidates by `score` descending, then tie key, then index.
+    /// Orders candidates by `score` descending, then tie key, then position.
     pub fn better(&self, a: (f64, usize), b: (f64, usize)) -> Ordering {
         b.0.total_cmp(&a.0).then_with(|| self.tie(a.1).cmp(&self.tie(b.1))).then(a.1.cmp(&b.1))
     }
 
-    /// Candidates with a positive value, best `score` first.
+    /// Candidates with a positive value, best `score` first (scores compared
+    /// in single precision). Ties are broken by a seeded invertible hash of
+    /// the position (not the pair's tie key: the position can then be
+    /// recovered from the 8-byte sort key, so ordering n candidates costs 12n
+    /// bytes at its peak, not 16n).
     pub fn order_by(&self, score: impl Fn(usize) -> f64 + Sync) -> Vec<u32> {
-        let c = self.candidates;
-        let mut keyed: Vec<(f64, u64, u32)> = (0..c.len())
+        let seed = self.seed as u32;
+        let mut keys: Vec<u64> = (0..self.len())
             .into_par_iter()
-            .filter(|&i| c.value[i] > 0.0)
-            .map(|i| (score(i), self.tie(i), i as u32))
+            .map(|i| {
+                if self.pairs.value[i] > 0.0 { (descending_bits(score(i)) as u64) << 32 | mix32(i as u32 ^ seed) as u64 } else { u64::MAX }
+            })
             .collect();
-        keyed.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        keyed.into_iter().map(|(_, _, i)| i).collect()
+        keys.par_sort_unstable();
+        let valued = keys.partition_point(|&k| k != u64::MAX);
+        keys.truncate(valued);
+        keys.into_par_iter().map(|k| unmix32(k as u32) ^ seed).collect()
     }
 
     /// Value per unit of cost (cost-free candidates first).
     pub fn density(&self, i: usize) -> f64 {
-        let (value, cost) = (self.candidates.value[i], self.candidates.cost[i]);
+        let (value, cost) = (self.value(i), self.cost(i));
         if cost > 0.0 { value / cost } else { f64::INFINITY }
     }
 
@@ -140,22 +118,71 @@ impl<'a> Instance<'a> {
     /// their cheapest candidates within budget. The others are withheld up front,
     /// which every feasible allocation must do too (so bounds stay valid).
     pub fn initially_open(&self) -> Open {
-        let mut costs: Vec<Vec<f64>> = vec![Vec::new(); self.campaigns.len()];
-        for i in 0..self.candidates.len() {
-            if self.candidates.value[i] > 0.0 {
-                costs[self.campaign_of(i)].push(self.candidates.cost[i]);
-            }
-        }
+        let reachable: Vec<u64> = (0..self.campaigns.len())
+            .into_par_iter()
+            .map(|c| {
+                let mut costs: Vec<f32> =
+                    self.campaign_candidates(c).iter().map(|&i| i as usize).filter(|&i| self.pairs.value[i] > 0.0).map(|i| self.pairs.cost[i]).collect();
+                costs.sort_unstable_by(f32::total_cmp);
+                let mut spend = 0.0;
+                costs.iter().take_while(|&&k| { spend += k as f64; spend <= self.campaigns[c].budget }).count() as u64
+            })
+            .collect();
         let mut open = Open { open: vec![true; self.campaigns.len()], withheld: vec![None; self.campaigns.len()] };
-        for (c, mut costs) in costs.into_iter().enumerate() {
-            costs.sort_unstable_by(f64::total_cmp);
-            let mut spend = 0.0;
-            let reachable = costs.iter().take_while(|&&k| { spend += k; spend <= self.campaigns[c].budget }).count() as u64;
+        for (c, reachable) in reachable.into_iter().enumerate() {
             if reachable < self.floor[c] {
                 open.withhold(c, reachable, self.floor[c]);
             }
         }
         open
+    }
+}
+
+/// Bits of `score` as an `f32` whose ascending order is the score's descending order.
+fn descending_bits(score: f64) -> u32 {
+    let bits = (score as f32).to_bits();
+    if bits >> 31 == 1 { bits } else { !(bits | 0x8000_0000) }
+}
+
+/// A bijective 32-bit mix (Wellons' lowbias32) and its inverse.
+pub(crate) fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+pub(crate) fn unmix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x4302_1123);
+    x ^= (x >> 15) ^ (x >> 30);
+    x = x.wrapping_mul(0x1d69_e2a5);
+    x ^ (x >> 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_position_mix_is_a_bijection() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..1_000_000 {
+            assert_eq!(unmix32(mix32(x)), x);
+            x = x.wrapping_mul(2_654_435_761).wrapping_add(1);
+        }
+        for x in [0, 1, u32::MAX, u32::MAX - 1, 1 << 31] {
+            assert_eq!(unmix32(mix32(x)), x);
+        }
+    }
+
+    #[test]
+    fn descending_bits_reverse_the_order_of_scores() {
+        let scores = [f64::INFINITY, 3.5, 1.0, 1e-30, 0.0, -1e-30, -2.0, f64::NEG_INFINITY];
+        for pair in scores.windows(2) {
+            assert!(descending_bits(pair[0]) < descending_bits(pair[1]), "{pair:?}");
+        }
     }
 }
 

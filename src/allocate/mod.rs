@@ -15,9 +15,10 @@
 pub mod bench;
 mod greedy;
 mod instance;
+mod lagrangian;
+mod layout;
 mod search;
 mod selection;
-mod lagrangian;
 
 use std::fmt;
 
@@ -34,16 +35,20 @@ pub struct CampaignSpec {
     pub min_audience: u64,
 }
 
-/// Candidate pairs, column by column. Costs may differ per user within a campaign.
+/// Candidate pairs, column by column, in any order (the allocator regroups
+/// them by user). Costs may differ per user within a campaign. Values and
+/// costs are held in single precision (20 bytes a pair): [`Candidates::push`]
+/// rounds a cost up, so spend summed from the exact costs never exceeds the
+/// spend the allocator kept within budget.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Candidates {
     pub user: Vec<i64>,
     /// Index into the campaign list.
     pub campaign: Vec<u32>,
     /// Value of choosing the pair, in the unit of the [`Valuation`].
-    pub value: Vec<f64>,
-    /// Cost of choosing the pair (impressions × cpm / 1000).
-    pub cost: Vec<f64>,
+    pub value: Vec<f32>,
+    /// Cost of choosing the pair (impressions × cpm / 1000), rounded up.
+    pub cost: Vec<f32>,
 }
 
 impl Candidates {
@@ -59,8 +64,8 @@ impl Candidates {
     pub fn push(&mut self, user: i64, campaign: u32, value: f64, cost: f64) {
         self.user.push(user);
         self.campaign.push(campaign);
-        self.value.push(value);
-        self.cost.push(cost);
+        self.value.push(value as f32);
+        self.cost.push(round_up(cost));
     }
 
     pub fn len(&self) -> usize {
@@ -70,6 +75,12 @@ impl Candidates {
     pub fn is_empty(&self) -> bool {
         self.user.is_empty()
     }
+}
+
+/// The nearest `f32` at or above `x` (NaN and infinities kept).
+pub fn round_up(x: f64) -> f32 {
+    let rounded = x as f32;
+    if (rounded as f64) < x { rounded.next_up() } else { rounded }
 }
 
 /// Per-user caps and the global privacy floor.
@@ -161,11 +172,15 @@ pub struct Options {
     pub seed: u64,
     /// Upper limit on price iterations of the Lagrangian solver.
     pub max_iterations: u32,
+    /// Prices to start the Lagrangian solver's search from, per campaign (in
+    /// input order; `None` for a campaign without one), e.g. the last run's.
+    /// Empty: a cold start. Prices that are not finite and ≥ 0 are ignored.
+    pub warm_start: Vec<Option<f64>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), solver: Solver::Lagrangian, seed: 0, max_iterations: 60 }
+        Options { limits: Limits::default(), solver: Solver::Lagrangian, seed: 0, max_iterations: 60, warm_start: Vec::new() }
     }
 }
 
@@ -213,6 +228,24 @@ pub struct Allocation {
     pub prices: Option<Vec<f64>>,
     /// Price iterations run (0 for greedy).
     pub iterations: u32,
+    /// Campaigns whose price search started from a warm-start price.
+    pub warm_started: u32,
+    /// How far the pure price solution (every user taking its best reduced
+    /// values at the best prices) missed the budgets before repair
+    /// (Lagrangian solver only).
+    pub price_solution: Option<PriceSolution>,
+}
+
+/// Spend of the pure price solution against the budgets of open campaigns.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PriceSolution {
+    /// Σ over campaigns of spend above budget.
+    pub overspend: f64,
+    /// Σ over campaigns of budget left unspent.
+    pub underspend: f64,
+    /// The campaign (index) furthest over its budget, relative to the budget,
+    /// and by how much (0.05: 5% over); `None` when none is over.
+    pub worst_over: Option<(usize, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -227,17 +260,20 @@ pub enum AllocateError {
     BadBudget { campaign: String, budget: f64 },
     #[error("user {user} is a candidate for campaign {campaign} more than once")]
     DuplicatePair { user: i64, campaign: String },
+    #[error("the warm start has {prices} prices for {campaigns} campaigns")]
+    WarmStartLength { prices: usize, campaigns: usize },
 }
 
-/// Allocates `candidates` to `campaigns` under `options`.
-pub fn allocate(
-    campaigns: &[CampaignSpec],
-    candidates: &Candidates,
-    options: &Options,
-) -> Result<Allocation, AllocateError> {
+/// Allocates `candidates` to `campaigns` under `options`. The candidates are
+/// taken by value: the solver regroups them and releases the caller's columns
+/// as it goes, so a large instance is never held twice.
+pub fn allocate(campaigns: &[CampaignSpec], candidates: Candidates, options: &Options) -> Result<Allocation, AllocateError> {
+    if !options.warm_start.is_empty() && options.warm_start.len() != campaigns.len() {
+        return Err(AllocateError::WarmStartLength { prices: options.warm_start.len(), campaigns: campaigns.len() });
+    }
     let instance = instance::Instance::new(campaigns, candidates, options.limits, options.seed)?;
     Ok(match options.solver {
-        Solver::Lagrangian => lagrangian::solve(&instance, options.max_iterations),
+        Solver::Lagrangian => lagrangian::solve(&instance, options.max_iterations, &options.warm_start),
         Solver::Greedy => greedy::solve(&instance),
     })
 }

@@ -3,6 +3,8 @@
 //! campaigns, and an exact knapsack per small campaign. Every move keeps
 //! budgets, caps and floors and only ever raises the value.
 
+use rayon::prelude::*;
+
 use super::instance::{Instance, Open};
 use super::selection::{Selection, reach_floor};
 use crate::contract::Channel;
@@ -15,6 +17,8 @@ const REFILL_SCAN: usize = 256;
 const MAX_SWAP_OUT: usize = 4;
 /// Available users scanned for a replacement.
 const REPLACEMENT_SCAN: usize = 64;
+/// Unchosen candidates per campaign that the swaps consider (the most valuable).
+const AVAILABLE: usize = 1024;
 
 impl Selection {
     /// Local search that only ever raises the value and keeps every budget, cap
@@ -24,22 +28,27 @@ impl Selection {
     /// cap, move them from their least valuable campaign to a more valuable one
     /// with budget room. Returns whether anything changed.
     pub fn improve(&mut self, instance: &Instance, open: &Open) -> bool {
-        let campaigns = instance.campaigns.len();
-        let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
-        for i in (0..self.chosen.len()).filter(|&i| self.chosen[i]) {
-            chosen[instance.campaign_of(i)].push(i);
-        }
+        let mut chosen: Vec<Vec<usize>> = (0..instance.campaigns.len())
+            .map(|c| instance.campaign_candidates(c).iter().map(|&i| i as usize).filter(|&i| self.chosen[i]).collect())
+            .collect();
+        let started = std::time::Instant::now();
+        let lap = |what: &str| tracing::debug!(seconds = started.elapsed().as_secs_f64(), "improve: {what}");
         let unchosen = self.available_by_campaign(instance, open);
+        lap("available");
         let swapped = self.swap_within_campaigns(instance, &mut chosen, &unchosen);
+        lap("swap");
         let refilled = self.refill_cheaper(instance, &chosen, &unchosen);
+        lap("refill");
         let moved = self.move_capped_users(instance, open);
+        lap("move");
+        self.top_up(instance, &unchosen);
         swapped || refilled || moved
     }
 
     /// Pass (1): per campaign, its least valuable members (`chosen[c]`, cut to
     /// the worst [`WORST_CHOSEN`]) against its unchosen candidates.
     fn swap_within_campaigns(&mut self, instance: &Instance, chosen: &mut [Vec<usize>], unchosen: &[Vec<usize>]) -> bool {
-        let value = |i: usize| instance.candidates.value[i];
+        let value = |i: usize| instance.value(i);
         // Replacements for exits come from users with cap room now (users
         // freed during the pass are found by the next).
         let free: Vec<Vec<usize>> = unchosen
@@ -53,8 +62,7 @@ impl Selection {
         let mut changed = false;
         for c in 0..instance.campaigns.len() {
             let worst = &mut chosen[c];
-            worst.sort_unstable_by(|&a, &b| instance.better((value(b), b), (value(a), a)));
-            worst.truncate(WORST_CHOSEN);
+            keep_best(worst, WORST_CHOSEN, |a, b| instance.better((value(b), b), (value(a), a)));
             for &j in &unchosen[c] {
                 if self.swap_in(instance, c, j, worst, &free) {
                     changed = true;
@@ -68,8 +76,8 @@ impl Selection {
     /// outright, or in place of members of `worst`, freeing j's user from
     /// another campaign if they are capped. Returns whether it did.
     fn swap_in(&mut self, instance: &Instance, c: usize, j: usize, worst: &mut Vec<usize>, free: &[Vec<usize>]) -> bool {
-        let value = |i: usize| instance.candidates.value[i];
-        let cost = |i: usize| instance.candidates.cost[i];
+        let value = |i: usize| instance.value(i);
+        let cost = |i: usize| instance.cost(i);
         let cap = instance.cap(instance.campaigns[c].channel);
         if self.chosen[j] {
             return false;
@@ -145,8 +153,8 @@ impl Selection {
     /// from users with cap room (one expensive user for several cheaper ones).
     /// The floor cannot break: the refill takes at least one user back.
     fn refill_cheaper(&mut self, instance: &Instance, chosen: &[Vec<usize>], unchosen: &[Vec<usize>]) -> bool {
-        let value = |i: usize| instance.candidates.value[i];
-        let cost = |i: usize| instance.candidates.cost[i];
+        let value = |i: usize| instance.value(i);
+        let cost = |i: usize| instance.cost(i);
         let mut changed = false;
         let campaigns = instance.campaigns.len();
         for c in 0..campaigns {
@@ -158,7 +166,9 @@ impl Selection {
                 .collect();
             available.sort_unstable_by(|&a, &b| instance.better((instance.density(a), a), (instance.density(b), b)));
             available.truncate(REFILL_SCAN);
-            let members: Vec<usize> = chosen[c].iter().copied().filter(|&i| self.chosen[i]).collect();
+            // The members with the least value per cost: where a refill can gain.
+            let mut members: Vec<usize> = chosen[c].iter().copied().filter(|&i| self.chosen[i]).collect();
+            keep_best(&mut members, WORST_CHOSEN, |a, b| instance.better((instance.density(b), b), (instance.density(a), a)));
             for i in members {
                 let mut room = instance.campaigns[c].budget - self.spend[c] + cost(i);
                 let mut gain = -value(i);
@@ -183,21 +193,22 @@ impl Selection {
     }
 
     /// Pass (3): for each user at a cap, move them from their least valuable
-    /// campaign (if it stays at its floor) to a more valuable one with budget room.
+    /// campaign (if it stays at its floor) to a more valuable one with budget
+    /// room. Users below their caps are passed over by their counters alone.
     fn move_capped_users(&mut self, instance: &Instance, open: &Open) -> bool {
-        let value = |i: usize| instance.candidates.value[i];
-        let cost = |i: usize| instance.candidates.cost[i];
+        let value = |i: usize| instance.value(i);
+        let cost = |i: usize| instance.cost(i);
         let mut changed = false;
         for u in 0..instance.users() {
             for channel in [Channel::Ad, Channel::Promotion] {
-                let mine = instance.user_candidates(u).iter().map(|&i| i as usize).filter(|&i| {
-                    let c = instance.campaign_of(i);
-                    instance.campaigns[c].channel == channel && open.open[c] && value(i) > 0.0
-                });
-                let used = mine.clone().filter(|&i| self.chosen[i]).count() as u32;
-                if used < instance.cap(channel) || used == 0 {
+                let cap = instance.cap(channel);
+                if cap == 0 || self.used_by(u, channel) < cap {
                     continue;
                 }
+                let mine = instance.user_candidates(u).filter(|&i| {
+                    let c = instance.campaign_of(i);
+                    instance.channel(c) == channel && open.open[c] && value(i) > 0.0
+                });
                 let Some(out) = mine
                     .clone()
                     .filter(|&i| self.chosen[i] && self.count[instance.campaign_of(i)] > instance.floor[instance.campaign_of(i)])
@@ -221,6 +232,18 @@ impl Selection {
         changed
     }
 
+    /// Adds, per campaign, the candidates of `unchosen[c]` that now fit
+    /// (budget freed by the swaps), most valuable first.
+    fn top_up(&mut self, instance: &Instance, unchosen: &[Vec<usize>]) {
+        for list in unchosen {
+            for &j in list {
+                if self.fits(instance, j) {
+                    self.take_unchecked(instance, j);
+                }
+            }
+        }
+    }
+
     /// Re-solves each small campaign's choice of users as a 0/1 knapsack by
     /// dynamic programming over its members, the unchosen candidates whose users
     /// have cap room, and those whose users are capped, valued net of their
@@ -239,31 +262,22 @@ impl Selection {
         /// Candidates above which a campaign is left to the swaps (the table
         /// would cost items × buckets per pass).
         const MAX_ITEMS: usize = 512;
-        let value = |i: usize| instance.candidates.value[i];
+        let value = |i: usize| instance.value(i);
         let campaigns = instance.campaigns.len();
-        let mut sizes = vec![0usize; campaigns];
-        for i in 0..self.chosen.len() {
-            sizes[instance.campaign_of(i)] += 1;
-        }
-        let small = |c: usize| open.open[c] && sizes[c] <= MAX_ITEMS && instance.campaigns[c].budget > 0.0;
+        let small =
+            |c: usize| open.open[c] && instance.campaign_candidates(c).len() <= MAX_ITEMS && instance.campaigns[c].budget > 0.0;
         if !(0..campaigns).any(small) {
             return false;
         }
-        let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); campaigns];
-        for i in (0..self.chosen.len()).filter(|&i| small(instance.campaign_of(i))) {
-            candidates[instance.campaign_of(i)].push(i);
-        }
         let unchosen = self.available_by_campaign(instance, open);
         let mut changed = false;
-        for (c, all) in candidates.into_iter().enumerate() {
-            if !small(c) {
-                continue;
-            }
+        for c in (0..campaigns).filter(|&c| small(c)) {
+            let all = instance.campaign_candidates(c).iter().map(|&i| i as usize);
             let budget = instance.campaigns[c].budget;
             let cap = instance.cap(instance.campaigns[c].channel);
             // (candidate, value net of its user's exit) for every usable candidate.
             let mut items: Vec<(usize, f64)> = Vec::new();
-            for i in all.into_iter().filter(|&i| value(i) > 0.0) {
+            for i in all.filter(|&i| value(i) > 0.0) {
                 if self.chosen[i] || *self.used(instance, i) < cap {
                     items.push((i, value(i)));
                 } else if let Some((_, loss)) = self.cheapest_exit(instance, i, &unchosen) {
@@ -272,7 +286,7 @@ impl Selection {
             }
             let units: Vec<usize> = items
                 .iter()
-                .map(|&(i, _)| (instance.candidates.cost[i] / budget * BUCKETS as f64).ceil().max(0.0) as usize)
+                .map(|&(i, _)| (instance.cost(i) / budget * BUCKETS as f64).ceil().max(0.0) as usize)
                 .collect();
             let floor = instance.floor[c] as usize;
             let solve = |bonus: f64| {
@@ -299,7 +313,7 @@ impl Selection {
     /// newcomers, capped ones leaving another campaign first); keeps it if it
     /// is feasible and raises the value, else undoes it. Returns whether kept.
     fn apply_set(&mut self, instance: &Instance, items: &[(usize, f64)], keep: &std::collections::HashSet<usize>, unchosen: &[Vec<usize>]) -> bool {
-        let value = |i: usize| instance.candidates.value[i];
+        let value = |i: usize| instance.value(i);
         let Some(&(first, _)) = items.first() else { return false };
         let cap = instance.cap(instance.campaigns[instance.campaign_of(first)].channel);
         let mut log: Vec<(usize, bool)> = Vec::new();
@@ -341,21 +355,28 @@ impl Selection {
         false
     }
 
-    /// Per open campaign, its unchosen candidates with a positive value, most
-    /// valuable first (where exits look for replacements).
+    /// Per open campaign, its [`AVAILABLE`] most valuable unchosen candidates
+    /// with a positive value, most valuable first (where swaps look for
+    /// entrants and exits for replacements). Bounded, so a pass costs one scan
+    /// of the candidates, not a sort of them.
     fn available_by_campaign(&self, instance: &Instance, open: &Open) -> Vec<Vec<usize>> {
-        let value = |i: usize| instance.candidates.value[i];
-        let mut unchosen: Vec<Vec<usize>> = vec![Vec::new(); instance.campaigns.len()];
-        for i in (0..self.chosen.len()).filter(|&i| !self.chosen[i] && value(i) > 0.0) {
-            let c = instance.campaign_of(i);
-            if open.open[c] {
-                unchosen[c].push(i);
-            }
-        }
-        for list in &mut unchosen {
-            list.sort_unstable_by(|&a, &b| instance.better((value(a), a), (value(b), b)));
-        }
-        unchosen
+        let value = |i: usize| instance.value(i);
+        (0..instance.campaigns.len())
+            .into_par_iter()
+            .map(|c| {
+                if !open.open[c] {
+                    return Vec::new();
+                }
+                let mut list: Vec<usize> = instance
+                    .campaign_candidates(c)
+                    .iter()
+                    .map(|&i| i as usize)
+                    .filter(|&i| !self.chosen[i] && value(i) > 0.0)
+                    .collect();
+                keep_best(&mut list, AVAILABLE, |a, b| instance.better((value(a), a), (value(b), b)));
+                list
+            })
+            .collect()
     }
 
     /// The cheapest way to free a slot of j's (capped) user in j's channel: drop
@@ -365,12 +386,11 @@ impl Selection {
     /// looked for among the first of `replacements[other]` (most valuable
     /// first). Returns ((d, replacement), value lost).
     fn cheapest_exit(&mut self, instance: &Instance, j: usize, replacements: &[Vec<usize>]) -> Option<((usize, Option<usize>), f64)> {
-        let value = |i: usize| instance.candidates.value[i];
-        let channel = instance.campaigns[instance.campaign_of(j)].channel;
-        let user = instance.group[j] as usize;
+        let value = |i: usize| instance.value(i);
+        let channel = instance.channel(instance.campaign_of(j));
+        let user = instance.group(j);
         let mut best: Option<((usize, Option<usize>), f64)> = None;
-        for &d in instance.user_candidates(user) {
-            let d = d as usize;
+        for d in instance.user_candidates(user) {
             let other = instance.campaign_of(d);
             if !self.chosen[d] || d == j || instance.campaigns[other].channel != channel {
                 continue;
@@ -379,7 +399,7 @@ impl Selection {
             // there by the most valuable available user that fits the budget d
             // frees: whichever loses less.
             let dropped = (self.count[other] > instance.floor[other]).then_some(((d, None), value(d)));
-            let room = instance.campaigns[other].budget - self.spend[other] + instance.candidates.cost[d];
+            let room = instance.campaigns[other].budget - self.spend[other] + instance.cost(d);
             let cap = instance.cap(channel);
             let replaced = replacements[other]
                 .iter()
@@ -387,8 +407,8 @@ impl Selection {
                 .copied()
                 .find(|&r| {
                     !self.chosen[r]
-                        && instance.group[r] as usize != user
-                        && instance.candidates.cost[r] <= room
+                        && instance.group(r) != user
+                        && instance.cost(r) <= room
                         && *self.used(instance, r) < cap
                 })
                 .map(|r| ((d, Some(r)), value(d) - value(r)));
@@ -404,6 +424,16 @@ impl Selection {
         }
         best
     }
+}
+
+/// Cuts `list` to its `n` first elements under `order`, sorted: a selection,
+/// then a sort of those `n` only.
+fn keep_best(list: &mut Vec<usize>, n: usize, order: impl Fn(usize, usize) -> std::cmp::Ordering) {
+    if list.len() > n {
+        list.select_nth_unstable_by(n, |&a, &b| order(a, b));
+        list.truncate(n);
+    }
+    list.sort_unstable_by(|&a, &b| order(a, b));
 }
 
 /// A 0/1 knapsack by dynamic programming over integer weights: the items (by

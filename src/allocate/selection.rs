@@ -2,6 +2,8 @@
 //! user, with the passes that keep it feasible: fill, repair to budgets, and
 //! the privacy floors (rescue a short campaign, or withhold it).
 
+use rayon::prelude::*;
+
 use super::instance::{Instance, Open};
 use super::{Allocation, CampaignOutcome};
 use crate::contract::Channel;
@@ -20,7 +22,7 @@ pub(crate) struct Selection {
 impl Selection {
     pub fn new(instance: &Instance) -> Selection {
         Selection {
-            chosen: vec![false; instance.candidates.len()],
+            chosen: vec![false; instance.len()],
             spend: vec![0.0; instance.campaigns.len()],
             count: vec![0; instance.campaigns.len()],
             ads: vec![0; instance.users()],
@@ -29,10 +31,18 @@ impl Selection {
     }
 
     pub(super) fn used(&mut self, instance: &Instance, i: usize) -> &mut u32 {
-        let u = instance.group[i] as usize;
-        match instance.campaigns[instance.campaign_of(i)].channel {
+        let u = instance.group(i);
+        match instance.channel(instance.campaign_of(i)) {
             Channel::Ad => &mut self.ads[u],
             Channel::Promotion => &mut self.promotions[u],
+        }
+    }
+
+    /// How many campaigns of `channel` user group `u` is in.
+    pub fn used_by(&self, u: usize, channel: Channel) -> u32 {
+        match channel {
+            Channel::Ad => self.ads[u],
+            Channel::Promotion => self.promotions[u],
         }
     }
 
@@ -42,14 +52,14 @@ impl Selection {
         let cap = instance.cap(instance.campaigns[c].channel);
         !self.chosen[i]
             && *self.used(instance, i) < cap
-            && self.spend[c] + instance.candidates.cost[i] <= instance.campaigns[c].budget
+            && self.spend[c] + instance.cost(i) <= instance.campaigns[c].budget
     }
 
     /// Adds `i` even if over budget (the caller repairs); caps must still hold.
     pub fn take_unchecked(&mut self, instance: &Instance, i: usize) {
         let c = instance.campaign_of(i);
         self.chosen[i] = true;
-        self.spend[c] += instance.candidates.cost[i];
+        self.spend[c] += instance.cost(i);
         self.count[c] += 1;
         *self.used(instance, i) += 1;
     }
@@ -57,7 +67,7 @@ impl Selection {
     pub fn drop(&mut self, instance: &Instance, i: usize) {
         let c = instance.campaign_of(i);
         self.chosen[i] = false;
-        self.spend[c] -= instance.candidates.cost[i];
+        self.spend[c] -= instance.cost(i);
         self.count[c] -= 1;
         *self.used(instance, i) -= 1;
     }
@@ -73,24 +83,19 @@ impl Selection {
     }
 
     /// Brings every campaign back within budget by dropping its least valuable
-    /// candidates per unit of cost.
+    /// candidates per unit of cost (work only for the campaigns over budget).
     pub fn repair(&mut self, instance: &Instance) {
-        let budgets: Vec<f64> = instance.campaigns.iter().map(|s| s.budget).collect();
-        let over: Vec<bool> = self.spend.iter().zip(&budgets).map(|(s, b)| s > b).collect();
-        if !over.contains(&true) {
-            return;
-        }
-        let mut members: Vec<Vec<usize>> = vec![Vec::new(); budgets.len()];
-        for i in (0..self.chosen.len()).filter(|&i| self.chosen[i]) {
-            if over[instance.campaign_of(i)] {
-                members[instance.campaign_of(i)].push(i);
+        for c in 0..instance.campaigns.len() {
+            let budget = instance.campaigns[c].budget;
+            if self.spend[c] <= budget {
+                continue;
             }
-        }
-        for (c, mut members) in members.into_iter().enumerate() {
+            let mut members: Vec<usize> =
+                instance.campaign_candidates(c).iter().map(|&i| i as usize).filter(|&i| self.chosen[i]).collect();
             // Worst first: lowest density.
             members.sort_unstable_by(|&a, &b| instance.better((instance.density(b), b), (instance.density(a), a)));
             for i in members {
-                if self.spend[c] <= budgets[c] {
+                if self.spend[c] <= budget {
                     break;
                 }
                 self.drop(instance, i);
@@ -106,29 +111,28 @@ impl Selection {
     /// taken by (v − loss + μ)/k within budget, and μ is the smallest (bisection)
     /// that reaches the floor. The rescue is applied only if it is feasible and
     /// gains value over withholding; returns whether it was applied.
-    pub fn rescue(&mut self, instance: &Instance, c: usize, members: &[usize]) -> bool {
+    pub fn rescue(&mut self, instance: &Instance, c: usize) -> bool {
+        let members = instance.campaign_candidates(c);
         let floor = instance.floor[c] as usize;
         let budget = instance.campaigns[c].budget;
         let channel = instance.campaigns[c].channel;
         let cap = instance.cap(channel);
-        let value = |i: usize| instance.candidates.value[i];
-        let previous: Vec<usize> = members.iter().copied().filter(|&i| self.chosen[i]).collect();
+        let value = |i: usize| instance.value(i);
+        let previous: Vec<usize> = members.iter().map(|&i| i as usize).filter(|&i| self.chosen[i]).collect();
         for &i in &previous {
             self.drop(instance, i);
         }
 
         // (candidate, assignment it displaces) for every usable candidate of c.
         let mut pool: Vec<(usize, Option<usize>)> = Vec::new();
-        for &i in members.iter().filter(|&&i| value(i) > 0.0) {
+        for i in members.iter().map(|&i| i as usize).filter(|&i| value(i) > 0.0) {
             if *self.used(instance, i) < cap {
                 pool.push((i, None));
                 continue;
             }
-            let u = instance.group[i] as usize;
+            let u = instance.group(i);
             let displaced = instance
                 .user_candidates(u)
-                .iter()
-                .map(|&j| j as usize)
                 .filter(|&j| {
                     let other = instance.campaign_of(j);
                     self.chosen[j] && other != c && instance.campaigns[other].channel == channel
@@ -142,7 +146,7 @@ impl Selection {
         let net = |&(i, displaced): &(usize, Option<usize>)| value(i) - displaced.map_or(0.0, value);
         let pick = |bonus: f64| -> Vec<(usize, Option<usize>)> {
             let score = |entry: &(usize, Option<usize>)| {
-                let k = instance.candidates.cost[entry.0];
+                let k = instance.cost(entry.0);
                 if k > 0.0 { (net(entry) + bonus) / k } else { f64::INFINITY }
             };
             let mut order = pool.clone();
@@ -150,7 +154,7 @@ impl Selection {
             let mut spend = 0.0;
             let mut slack: std::collections::HashMap<usize, u64> = std::collections::HashMap::new();
             order.retain(|&(i, displaced)| {
-                if spend + instance.candidates.cost[i] > budget {
+                if spend + instance.cost(i) > budget {
                     return false;
                 }
                 // Only worth taking beyond the floor if it adds value.
@@ -165,7 +169,7 @@ impl Selection {
                     }
                     *left -= 1;
                 }
-                spend += instance.candidates.cost[i];
+                spend += instance.cost(i);
                 true
             });
             order
@@ -198,52 +202,45 @@ impl Selection {
             return false;
         }
         if rescue {
-            let mut members: Vec<Vec<usize>> = vec![Vec::new(); instance.campaigns.len()];
-            let mut is_short = vec![false; instance.campaigns.len()];
-            for &c in &short {
-                is_short[c] = true;
-            }
-            for i in 0..self.chosen.len() {
-                let c = instance.campaign_of(i);
-                if is_short[c] {
-                    members[c].push(i);
-                }
-            }
-            short.retain(|&c| !self.rescue(instance, c, &members[c]));
+            short.retain(|&c| !self.rescue(instance, c));
         }
         for &c in &short {
             open.withhold(c, self.count[c], instance.floor[c]);
-        }
-        for i in 0..self.chosen.len() {
-            if self.chosen[i] && !open.open[instance.campaign_of(i)] {
-                self.drop(instance, i);
+            for &i in instance.campaign_candidates(c) {
+                if self.chosen[i as usize] {
+                    self.drop(instance, i as usize);
+                }
             }
         }
         !short.is_empty()
     }
 
-    /// Σ value of the chosen candidates, summed in index order.
+    /// Σ value of the chosen candidates, summed in position order.
     pub fn value(&self, instance: &Instance) -> f64 {
-        (0..self.chosen.len()).filter(|&i| self.chosen[i]).map(|i| instance.candidates.value[i]).sum()
+        (0..self.chosen.len()).filter(|&i| self.chosen[i]).map(|i| instance.value(i)).sum()
     }
 
-    /// The final allocation, with totals recomputed from the chosen set.
+    /// The final allocation, with totals recomputed from the chosen set and
+    /// the chosen candidates named by their index in the caller's input.
     pub fn finish(self, instance: &Instance, open: Open, dual_bound: Option<f64>, iterations: u32) -> Allocation {
-        let chosen: Vec<usize> = (0..self.chosen.len()).filter(|&i| self.chosen[i]).collect();
         let mut campaigns: Vec<CampaignOutcome> = open
             .withheld
             .into_iter()
             .map(|withheld| CampaignOutcome { audience: 0, spend: 0.0, value: 0.0, withheld })
             .collect();
-        for &i in &chosen {
+        let mut primal = 0.0;
+        let mut chosen = Vec::new();
+        for i in (0..self.chosen.len()).filter(|&i| self.chosen[i]) {
             let outcome = &mut campaigns[instance.campaign_of(i)];
             outcome.audience += 1;
-            outcome.spend += instance.candidates.cost[i];
-            outcome.value += instance.candidates.value[i];
+            outcome.spend += instance.cost(i);
+            outcome.value += instance.value(i);
+            primal += instance.value(i);
+            chosen.push(instance.pairs.source(i));
         }
-        let primal: f64 = chosen.iter().map(|&i| instance.candidates.value[i]).sum();
+        chosen.par_sort_unstable();
         let gap = dual_bound.map(|d| if d > 0.0 { ((d - primal) / d).max(0.0) } else { 0.0 });
-        Allocation { chosen, campaigns, primal, dual_bound, gap, iterations, prices: None }
+        Allocation { chosen, campaigns, primal, dual_bound, gap, iterations, prices: None, warm_started: 0, price_solution: None }
     }
 }
 
@@ -265,12 +262,12 @@ pub(super) fn reach_floor<T>(choose: impl Fn(f64) -> Vec<T>, largest: f64, floor
     if unpriced.len() >= floor {
         return unpriced;
     }
-    let mut high = 1e6 * (largest + 1.0);
+    let mut high = 1e4 * (largest + 1.0);
     if choose(high).len() < floor {
         return unpriced;
     }
     let mut low = 0.0;
-    for _ in 0..50 {
+    for _ in 0..40 {
         let mid = 0.5 * (low + high);
         if choose(mid).len() >= floor { high = mid } else { low = mid }
     }

@@ -2,7 +2,8 @@
 
 use audience::Error;
 use audience::allocate::{Solver, Valuation};
-use audience::scoring::bench::BenchOptions;
+use audience::allocate::bench::BenchOptions;
+use audience::scoring::bench::BenchOptions as ScoreBenchOptions;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -21,6 +22,9 @@ pub enum Command {
         objective: Valuation,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also solve a next day (budgets moved by up to 3%), cold and warm-started.
+        #[arg(long)]
+        warm_start: bool,
     },
     /// Scoring: naive per-pair forward vs the factorised fused operator, GEMM share.
     Score {
@@ -40,17 +44,18 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> Result<(), Error> {
         match self {
-            Command::Allocate { candidates, campaigns, solver, objective, seed } => {
+            Command::Allocate { candidates, campaigns, solver, objective, seed, warm_start } => {
                 if campaigns == 0 || candidates == 0 {
                     return Err(Error::Usage("--candidates and --campaigns must be at least 1".into()));
                 }
-                audience::allocate::bench::run(candidates, campaigns, &solver, objective, seed);
+                let solvers = solver;
+                audience::allocate::bench::run(&BenchOptions { candidates, campaigns, solvers, objective, seed, warm_start });
             }
             Command::Score { users, campaigns, naive_users, data } => {
                 if users == 0 || campaigns == 0 || naive_users == 0 {
                     return Err(Error::Usage("--users, --campaigns and --naive-users must be at least 1".into()));
                 }
-                audience::scoring::bench::run(&BenchOptions { users, campaigns, naive_users, data }).await?;
+                audience::scoring::bench::run(&ScoreBenchOptions { users, campaigns, naive_users, data }).await?;
             }
         }
         println!("{}", audience::measure::peak_rss_line());

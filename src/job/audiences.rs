@@ -1,14 +1,16 @@
 //! From candidate pools to audiences: the allocator's input (each pair valued
-//! by the configured objective) and the Parquet files of the chosen users, one
-//! per campaign, in rank order.
+//! by the configured objective), an independent check of the chosen set against
+//! every constraint (at the exact costs), and the Parquet files of the chosen
+//! users, one per campaign, in rank order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 
 use super::run::JobError;
-use crate::allocate::{CampaignSpec, Candidates, Valuation};
-use crate::contract::{TASKS, audience_schema};
+use crate::allocate::{CampaignSpec, Candidates, Limits, Valuation};
+use crate::contract::{Channel, TASKS, audience_schema};
 use crate::scoring::Scored;
 use crate::storage::Location;
 
@@ -46,14 +48,72 @@ pub fn pool_offsets(scored: &Scored) -> Vec<usize> {
         .collect()
 }
 
-/// Writes one Parquet file per campaign with an audience; returns rows written.
-pub async fn write_audiences(run_dir: &Location, scored: &Scored, table: &Candidates, chosen: &[usize]) -> Result<u64, JobError> {
+/// The campaign and pool position of candidate `i` of the table that
+/// [`allocation_input`] built (`offsets` from [`pool_offsets`]).
+pub fn pool_entry(offsets: &[usize], i: usize) -> (usize, usize) {
+    let c = offsets.partition_point(|&o| o <= i) - 1;
+    (c, i - offsets[c])
+}
+
+/// The chosen members of each campaign, as positions in its pool.
+pub fn members(scored: &Scored, chosen: &[usize]) -> Vec<Vec<usize>> {
     let offsets = pool_offsets(scored);
     let mut per_campaign: Vec<Vec<usize>> = vec![Vec::new(); scored.campaigns.len()];
     for &i in chosen {
-        let c = table.campaign[i] as usize;
-        per_campaign[c].push(i - offsets[c]);
+        let (c, position) = pool_entry(&offsets, i);
+        per_campaign[c].push(position);
     }
+    per_campaign
+}
+
+/// Constraints the chosen set breaks, counted from the exact costs (the
+/// allocator works in single precision, rounded so that this finds none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Violations {
+    /// Campaigns spending more than their budget.
+    pub budgets: u64,
+    /// Users in more campaigns of a channel than its cap.
+    pub caps: u64,
+    /// Campaigns served below max(min_audience, privacy floor).
+    pub floors: u64,
+}
+
+impl Violations {
+    pub fn any(&self) -> bool {
+        self.budgets + self.caps + self.floors > 0
+    }
+}
+
+/// Checks the chosen set (`members`, from [`members`]) against budgets, caps and floors.
+pub fn violations(scored: &Scored, members: &[Vec<usize>], limits: Limits) -> Violations {
+    let mut found = Violations::default();
+    let mut per_user: HashMap<(i64, Channel), u32> = HashMap::new();
+    for (c, members) in members.iter().enumerate() {
+        let campaign = &scored.campaigns[c];
+        let spend: f64 = members.iter().map(|_| campaign.cost_per_user()).sum();
+        if spend > campaign.budget {
+            found.budgets += 1;
+        }
+        let floor = (campaign.min_audience.max(0) as u64).max(limits.privacy_floor);
+        if !members.is_empty() && (members.len() as u64) < floor {
+            found.floors += 1;
+        }
+        for &m in members {
+            *per_user.entry((scored.pools[c][m].user_id, campaign.channel)).or_default() += 1;
+        }
+    }
+    let cap = |channel| match channel {
+        Channel::Ad => limits.max_ads_per_user,
+        Channel::Promotion => limits.max_promotions_per_user,
+    };
+    found.caps = per_user.iter().filter(|((_, channel), n)| **n > cap(*channel)).count() as u64;
+    found
+}
+
+/// Writes one Parquet file per campaign with an audience (`members` from
+/// [`members`]); returns rows written.
+pub async fn write_audiences(run_dir: &Location, scored: &Scored, members: &[Vec<usize>]) -> Result<u64, JobError> {
+    let per_campaign = members.to_vec();
     let mut written = 0;
     for (c, mut members) in per_campaign.into_iter().enumerate() {
         if members.is_empty() {

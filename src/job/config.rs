@@ -102,6 +102,10 @@ pub struct Allocation {
     pub solver: Solver,
     /// Seed of the tie-breaking hash.
     pub seed: u64,
+    /// Start the price search from the previous committed run's prices (of
+    /// the same campaigns): fewer iterations, and audiences that change less
+    /// from day to day.
+    pub warm_start: bool,
 }
 
 impl Default for Allocation {
@@ -114,6 +118,7 @@ impl Default for Allocation {
             objective: Valuation::default(),
             solver: Solver::Lagrangian,
             seed: 0,
+            warm_start: true,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The run manifest: what a committed run says about itself (per campaign:
 //! eligible users, audience, spend against budget, expected events, the
-//! solver's price, why it was withheld; the solver's value, bound and gap;
-//! seconds per stage).
+//! solver's price, churn against the previous run, why it was withheld; the
+//! solver's value, bound, gap, iterations and warm start; how far the pure
+//! price solution missed the budgets, and the constraints the committed
+//! solution breaks, which must be none; seconds per stage).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::commit::Fingerprint;
 use super::config::ConfigFile;
-use crate::allocate::{Allocation, Withheld};
+use super::audiences::Violations;
+use super::previous::{Overlap, PreviousRun};
+use super::run::JobError;
+use crate::allocate::{Allocation, PriceSolution, Withheld};
 use crate::scoring::Scored;
 use crate::scoring::eligibility::ActiveCampaign;
 
@@ -35,7 +40,39 @@ pub struct CampaignReport {
     /// more unit of budget would add (0 when its budget does not bind).
     #[serde(default)]
     pub price: Option<f64>,
+    /// Share of the users in this or the previous run's audience that are in
+    /// only one of them (`None`: no previous run, or neither has an audience).
+    #[serde(default)]
+    pub churn: Option<f64>,
     pub withheld: Option<String>,
+}
+
+/// The run whose prices started the solver and against which churn is measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviousRunReport {
+    pub date: String,
+    pub run_id: String,
+}
+
+/// The pure price solution's spend against the budgets, before repair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PriceSolutionReport {
+    pub overspend: f64,
+    pub underspend: f64,
+    /// The campaign furthest over its budget and by how much (0.05: 5% over).
+    pub worst_campaign: Option<String>,
+    pub worst_over: Option<f64>,
+}
+
+impl PriceSolutionReport {
+    pub fn new(solution: &PriceSolution, scored: &Scored) -> PriceSolutionReport {
+        PriceSolutionReport {
+            overspend: solution.overspend,
+            underspend: solution.underspend,
+            worst_campaign: solution.worst_over.map(|(c, _)| scored.campaigns[c].campaign_id.clone()),
+            worst_over: solution.worst_over.map(|(_, over)| over),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +91,22 @@ pub struct RunManifest {
     pub solver_value: f64,
     pub dual_bound: Option<f64>,
     pub gap: Option<f64>,
+    #[serde(default)]
+    pub solver_iterations: u32,
+    /// Campaigns whose price search started from the previous run's price.
+    #[serde(default)]
+    pub warm_started_campaigns: u32,
+    #[serde(default)]
+    pub previous_run: Option<PreviousRunReport>,
+    /// Churn over all campaigns that have an audience today or had one in
+    /// the previous run: users in only one of the two, over users in either.
+    #[serde(default)]
+    pub churn: Option<f64>,
+    #[serde(default)]
+    pub price_solution: Option<PriceSolutionReport>,
+    /// Constraints the committed audiences break, from the exact costs: none.
+    #[serde(default)]
+    pub violations: Violations,
     /// Seconds per stage.
     pub timings: BTreeMap<String, f64>,
 }
@@ -71,34 +124,48 @@ fn withheld_reason(campaign: &ActiveCampaign, eligible: u64, privacy_floor: u64,
     }
 }
 
-/// The manifest's per-campaign reports, in the scored campaigns' order.
-pub fn campaign_reports(scored: &Scored, allocation: &Allocation, privacy_floor: u64) -> Vec<CampaignReport> {
-    let mut expected = vec![0.0f64; scored.campaigns.len()];
-    let offsets = super::audiences::pool_offsets(scored);
-    for &i in &allocation.chosen {
-        let c = offsets.partition_point(|&o| o <= i) - 1;
-        let candidate = &scored.pools[c][i - offsets[c]];
-        expected[c] += candidate.p_objective as f64 * scored.campaigns[c].impressions_per_user as f64;
-    }
-    scored
-        .campaigns
-        .iter()
-        .zip(&allocation.campaigns)
-        .enumerate()
-        .map(|(c, (campaign, outcome))| CampaignReport {
+/// The manifest's per-campaign reports, in the scored campaigns' order
+/// (`members` as from [`super::audiences::members`]), and the churn over all
+/// campaigns against `previous`.
+pub async fn campaign_reports(
+    scored: &Scored,
+    allocation: &Allocation,
+    members: &[Vec<usize>],
+    privacy_floor: u64,
+    previous: Option<&PreviousRun>,
+) -> Result<(Vec<CampaignReport>, Option<f64>), JobError> {
+    let mut reports = Vec::with_capacity(scored.campaigns.len());
+    let mut total = Overlap::default();
+    for (c, (campaign, outcome)) in scored.campaigns.iter().zip(&allocation.campaigns).enumerate() {
+        let pool = &scored.pools[c];
+        let per_user = campaign.impressions_per_user as f64;
+        let expected: f64 = members[c].iter().map(|&m| pool[m].p_objective as f64 * per_user).sum();
+        let churn = match previous {
+            None => None,
+            Some(previous) => {
+                let today = members[c].iter().map(|&m| pool[m].user_id).collect();
+                let overlap = Overlap::of(&today, &previous.members(&campaign.campaign_id).await?);
+                total = total.add(overlap);
+                overlap.churn()
+            }
+        };
+        reports.push(CampaignReport {
             campaign_id: campaign.campaign_id.clone(),
             kind: campaign.channel.as_str().to_string(),
             objective: format!("{:?}", campaign.objective).to_lowercase(),
             eligible_users: scored.eligible[c],
-            candidates: scored.pools[c].len() as u64,
+            candidates: pool.len() as u64,
             audience: outcome.audience,
-            spend: outcome.spend,
+            // From the exact cost (the allocator's is rounded up to f32).
+            spend: members[c].len() as f64 * campaign.cost_per_user(),
             budget: campaign.budget,
-            expected_events: expected[c],
-            expected_ecps: (expected[c] > 0.0).then(|| outcome.spend / expected[c]),
+            expected_events: expected,
+            expected_ecps: (expected > 0.0).then(|| members[c].len() as f64 * campaign.cost_per_user() / expected),
             mean_p_objective: scored.mean_p(c),
             price: allocation.prices.as_ref().map(|prices| prices[c]),
+            churn,
             withheld: outcome.withheld.as_ref().map(|w| withheld_reason(campaign, scored.eligible[c], privacy_floor, w)),
-        })
-        .collect()
+        });
+    }
+    Ok((reports, previous.and_then(|_| total.churn())))
 }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod demo;
 pub mod dry_run;
 pub mod manifest;
+pub mod previous;
 pub mod run;
 pub mod validate;

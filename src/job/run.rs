@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 
-use super::audiences::{allocation_input, write_audiences};
+use super::audiences::{Violations, allocation_input, members, violations, write_audiences};
 use super::commit::{Commit, DateDir, Fingerprint, MANIFEST_FILE, Marker};
 use super::config::{Engine, JobConfig};
 pub use super::manifest::{CampaignReport, RunManifest};
-use super::manifest::campaign_reports;
+use super::manifest::{PreviousRunReport, PriceSolutionReport, campaign_reports};
+use super::previous;
 use crate::allocate::{self, Options as AllocateOptions};
 use crate::cluster::client::Cluster;
 use crate::contract::files::fingerprint;
@@ -66,6 +67,8 @@ pub enum JobError {
     Conflict { date: String, run: String, what: String },
     #[error("failpoint {0} reached (AUDIENCE_FAILPOINT)")]
     Failpoint(String),
+    #[error("the allocation breaks its constraints ({0:?}); nothing was committed (a bug: please report it)")]
+    Infeasible(Violations),
 }
 
 impl JobError {
@@ -75,7 +78,7 @@ impl JobError {
             JobError::Storage(e) => e.exit_code(),
             JobError::Model(e) => e.exit_code(),
             JobError::Score(e) => e.exit_code(),
-            JobError::Allocate(_) => ExitCode::Internal,
+            JobError::Allocate(_) | JobError::Infeasible(_) => ExitCode::Internal,
             JobError::Conflict { .. } => ExitCode::Conflict,
             JobError::Failpoint(_) => ExitCode::Transient,
         }
@@ -162,18 +165,47 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     );
 
     let (specs, table) = allocation_input(&scored, config.allocation.objective);
-    let allocate_options =
-        AllocateOptions { limits: config.limits(), solver: config.allocation.solver, seed: config.allocation.seed, ..Default::default() };
-    let allocation = allocate::allocate(&specs, &table, &allocate_options)?;
+    let previous = previous::find(&config.output, flags.date).await?;
+    let warm_start = match &previous {
+        Some(previous) if config.allocation.warm_start => {
+            let prices = previous.prices();
+            specs.iter().map(|spec| prices.get(spec.id.as_str()).copied()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let allocate_options = AllocateOptions {
+        limits: config.limits(),
+        solver: config.allocation.solver,
+        seed: config.allocation.seed,
+        warm_start,
+        ..Default::default()
+    };
+    let allocation = allocate::allocate(&specs, table, &allocate_options)?;
+    let members = members(&scored, &allocation.chosen);
+    let violations = violations(&scored, &members, config.limits());
+    if violations.any() {
+        return Err(JobError::Infeasible(violations));
+    }
     let seconds = stages.done("allocate");
-    tracing::info!(stage = "allocate", chosen = allocation.chosen.len(), value = allocation.primal, gap = ?allocation.gap, seconds, "allocated");
+    tracing::info!(
+        stage = "allocate",
+        chosen = allocation.chosen.len(),
+        value = allocation.primal,
+        gap = ?allocation.gap,
+        iterations = allocation.iterations,
+        warm_started = allocation.warm_started,
+        seconds,
+        "allocated"
+    );
 
     let run_id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
     let run_dir = date_dir.run(&run_id);
-    let written = write_audiences(&run_dir, &scored, &table, &allocation.chosen).await?;
+    let written = write_audiences(&run_dir, &scored, &members).await?;
     let seconds = stages.done("write");
     tracing::info!(stage = "write", run = %run_id, rows = written, seconds, "audiences written");
 
+    let (campaigns, churn) =
+        campaign_reports(&scored, &allocation, &members, config.allocation.privacy_floor, previous.as_ref()).await?;
     let manifest = RunManifest {
         run_id: run_id.clone(),
         date: ours.date.clone(),
@@ -184,11 +216,17 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         config: config.file.clone(),
         users_scored: scored.users,
         eligible_pairs: scored.pairs(),
-        campaigns: campaign_reports(&scored, &allocation, config.allocation.privacy_floor),
+        campaigns,
         solver: format!("{:?}", config.allocation.solver).to_lowercase(),
         solver_value: allocation.primal,
         dual_bound: allocation.dual_bound,
         gap: allocation.gap,
+        solver_iterations: allocation.iterations,
+        warm_started_campaigns: allocation.warm_started,
+        previous_run: previous.as_ref().map(|p| PreviousRunReport { date: p.date.to_string(), run_id: p.run_id.clone() }),
+        churn,
+        price_solution: allocation.price_solution.as_ref().map(|s| PriceSolutionReport::new(s, &scored)),
+        violations,
         timings: stages.timings.clone(),
     };
     let manifest_location = run_dir.join(MANIFEST_FILE);

@@ -40,7 +40,7 @@ fn assert_feasible(specs: &[CampaignSpec], candidates: &Candidates, limits: Limi
         assert!(previous < Some(i), "{label}: chosen indices not strictly ascending");
         previous = Some(i);
         let c = candidates.campaign[i] as usize;
-        spend[c] += candidates.cost[i];
+        spend[c] += candidates.cost[i] as f64;
         audience[c] += 1;
         *per_user.entry((candidates.user[i], specs[c].channel)).or_default() += 1;
     }
@@ -60,7 +60,7 @@ fn assert_feasible(specs: &[CampaignSpec], candidates: &Candidates, limits: Limi
         };
         assert!(n <= cap, "{label}: user {user} has {n} {channel:?} campaigns, cap {cap}");
     }
-    let value: f64 = a.chosen.iter().map(|&i| candidates.value[i]).sum();
+    let value: f64 = a.chosen.iter().map(|&i| candidates.value[i] as f64).sum();
     assert!((value - a.primal).abs() <= 1e-9 * value.max(1.0), "{label}: primal {} vs {value}", a.primal);
 }
 
@@ -70,9 +70,9 @@ fn every_allocation_is_feasible_and_reproducible() {
         let (specs, candidates, limits) = case_valued(n, objective);
         for solver in [Solver::Lagrangian, Solver::Greedy] {
             let label = format!("case {n} {objective:?} {solver:?}");
-            let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+            let a = allocate(&specs, candidates.clone(), &options(solver, limits)).unwrap();
             assert_feasible(&specs, &candidates, limits, &a, &label);
-            let again = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+            let again = allocate(&specs, candidates.clone(), &options(solver, limits)).unwrap();
             assert_eq!(a, again, "{label}: not reproducible");
             if let Some(dual) = a.dual_bound {
                 assert!(dual >= a.primal * (1.0 - 1e-9), "{label}: dual {dual} below primal {}", a.primal);
@@ -87,27 +87,30 @@ fn result_does_not_depend_on_the_thread_count() {
     let (specs, candidates) = random_instance(shape);
     let opts = options(Solver::Lagrangian, Limits::default());
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let one = single.install(|| allocate(&specs, &candidates, &opts).unwrap());
+    let one = single.install(|| allocate(&specs, candidates.clone(), &opts).unwrap());
     let many = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
-    let four = many.install(|| allocate(&specs, &candidates, &opts).unwrap());
+    let four = many.install(|| allocate(&specs, candidates.clone(), &opts).unwrap());
     assert_eq!(one, four);
 }
 
 /// The exact optimum by mixed-integer programming.
-fn exact_optimum(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits) -> f64 {
+fn exact_optimum(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits, preprocess: bool) -> f64 {
     let mut vars = variables!();
     let x: Vec<Variable> = (0..candidates.len()).map(|_| vars.add(variable().binary())).collect();
     let open: Vec<Variable> = specs.iter().map(|_| vars.add(variable().binary())).collect();
     // CBC stops once no solution can beat the incumbent by its (absolute)
     // increment, so the objective is scaled to a few thousand whatever the
     // values' unit; the optimum is summed from the unscaled values below.
-    let largest = candidates.value.iter().copied().fold(0.0, f64::max);
+    let largest = candidates.value.iter().map(|&v| v as f64).fold(0.0, f64::max);
     let scale = if largest > 0.0 { 1000.0 / largest } else { 1.0 };
-    let objective: Expression = x.iter().zip(&candidates.value).map(|(&x, &v)| scale * v * x).sum();
+    let objective: Expression = x.iter().zip(&candidates.value).map(|(&x, &v)| scale * v as f64 * x).sum();
     let mut model = vars.maximise(objective).using(good_lp::solvers::coin_cbc::coin_cbc);
     model.set_parameter("logLevel", "0");
     model.set_parameter("ratioGap", "0");
     model.set_parameter("allowableGap", "1e-9");
+    if !preprocess {
+        model.set_parameter("preprocess", "off");
+    }
     let mut by_campaign: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
     let mut by_user = std::collections::BTreeMap::<(i64, bool), Vec<usize>>::new();
     for i in 0..candidates.len() {
@@ -117,7 +120,7 @@ fn exact_optimum(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits
         model = model.with(constraint!(x[i] <= open[c]));
     }
     for (c, spec) in specs.iter().enumerate() {
-        let spend: Expression = by_campaign[c].iter().map(|&i| candidates.cost[i] * x[i]).sum();
+        let spend: Expression = by_campaign[c].iter().map(|&i| candidates.cost[i] as f64 * x[i]).sum();
         model = model.with(constraint!(spend <= spec.budget));
         let floor = spec.min_audience.max(limits.privacy_floor) as f64;
         let size: Expression = by_campaign[c].iter().map(|&i| x[i]).sum();
@@ -129,7 +132,7 @@ fn exact_optimum(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits
         model = model.with(constraint!(taken <= cap));
     }
     let solution = model.solve().expect("CBC solves the reference instance");
-    (0..candidates.len()).map(|i| candidates.value[i] * solution.value(x[i]).round()).sum()
+    (0..candidates.len()).map(|i| candidates.value[i] as f64 * solution.value(x[i]).round()).sum()
 }
 
 fn summary(mut ratios: Vec<f64>) -> (f64, f64) {
@@ -160,8 +163,9 @@ fn lagrangian_is_near_the_exact_optimum_with_a_valid_bound() {
 }
 
 /// The same on quality-weighted spend, the job's default objective (issue 15):
-/// the same 400 instances plus 200 fresh ones. Two of the 600 are below 0.99
-/// (cases 1022 at 0.9802 and 9154 at 0.9877): the optimum moves users along
+/// the same 400 instances plus 200 fresh ones. Three of the 600 are below 0.99
+/// (cases 1022 at 0.9802, 1198 at 0.9853, 9154 at 0.9877; 1198 since the
+/// solver's scalable layout, issue 16): the optimum moves users along
 /// chains of three promotions held at their floors with one promotion per user,
 /// which pairwise swaps and per-campaign knapsacks do not find; so this set
 /// asserts 0.98 until the solver learns such chains.
@@ -174,9 +178,16 @@ fn check_against_optimum(objective: Valuation, cases: &[u64], worst_allowed: f64
     let (mut lagrangian, mut greedy) = (Vec::new(), Vec::new());
     for &n in cases {
         let (specs, candidates, limits) = case_valued(n, objective);
-        let optimum = exact_optimum(&specs, &candidates, limits);
-        let a = allocate(&specs, &candidates, &options(Solver::Lagrangian, limits)).unwrap();
-        let g = allocate(&specs, &candidates, &options(Solver::Greedy, limits)).unwrap();
+        let a = allocate(&specs, candidates.clone(), &options(Solver::Lagrangian, limits)).unwrap();
+        // CBC's preprocessing tightens constraints within its tolerances and
+        // can then miss an optimum that fills a budget to the last cent (it
+        // did on f32 costs); such a case is solved again without it.
+        let mut optimum = exact_optimum(&specs, &candidates, limits, true);
+        if a.primal > optimum * (1.0 + 1e-7) + 1e-9 {
+            optimum = exact_optimum(&specs, &candidates, limits, false);
+        }
+        let g = allocate(&specs, candidates.clone(), &options(Solver::Greedy, limits)).unwrap();
+        assert_feasible(&specs, &candidates, limits, &a, &format!("case {n}"));
         let dual = a.dual_bound.unwrap();
         assert!(dual >= optimum * (1.0 - 1e-7) - 1e-9, "case {n}: dual bound {dual} below the optimum {optimum}");
         assert!(a.primal <= optimum * (1.0 + 1e-7) + 1e-9, "case {n}: primal {} above the optimum {optimum}", a.primal);
@@ -224,7 +235,7 @@ fn a_capped_user_goes_where_they_are_relatively_best() {
             candidates.push(u, 1, objective.value(1.0, 2.0, cost, follow(u), follow_mean), cost);
         }
         for solver in [Solver::Lagrangian, Solver::Greedy] {
-            let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+            let a = allocate(&specs, candidates.clone(), &options(solver, limits)).unwrap();
             let to_follow: Vec<i64> =
                 a.chosen.iter().filter(|&&i| candidates.campaign[i] == 1).map(|&i| candidates.user[i]).collect();
             let relatively_better: Vec<i64> =
@@ -252,7 +263,7 @@ fn a_campaign_below_its_floor_is_withheld_and_its_users_go_elsewhere() {
     }
     let limits = Limits { max_ads_per_user: 1, max_promotions_per_user: 1, privacy_floor: 2 };
     for solver in [Solver::Lagrangian, Solver::Greedy] {
-        let a = allocate(&specs, &candidates, &options(solver, limits)).unwrap();
+        let a = allocate(&specs, candidates.clone(), &options(solver, limits)).unwrap();
         let withheld = a.campaigns[0].withheld.as_ref().map(|w| w.to_string());
         assert_eq!(withheld.as_deref(), Some("audience of 3 would be below the privacy floor of 5"), "{solver:?}");
         assert_eq!(a.campaigns[1].audience, 3, "{solver:?}: freed users go to the open campaign");
@@ -264,7 +275,7 @@ fn a_campaign_below_its_floor_is_withheld_and_its_users_go_elsewhere() {
 fn bad_candidates_are_rejected_by_name() {
     let specs = vec![CampaignSpec { id: "promo-1".into(), channel: Channel::Promotion, budget: 10.0, min_audience: 0 }];
     let run = |candidates: &Candidates, specs: &[CampaignSpec]| {
-        allocate(specs, candidates, &Options::default()).unwrap_err().to_string()
+        allocate(specs, candidates.clone(), &Options::default()).unwrap_err().to_string()
     };
     let mut duplicate = Candidates::default();
     duplicate.push(7, 0, 1.0, 1.0);
@@ -290,7 +301,76 @@ fn bad_candidates_are_rejected_by_name() {
     ragged.push(1, 0, 1.0, 1.0);
     ragged.cost.clear();
     assert!(matches!(
-        allocate(&specs, &ragged, &Options::default()),
+        allocate(&specs, ragged, &Options::default()),
         Err(AllocateError::LengthMismatch { cost: 0, .. })
     ));
+}
+
+/// The allocator regroups its input by user: the same pairs in another order
+/// get the same allocation, named by their indices in that order.
+#[test]
+fn the_order_of_the_candidates_does_not_matter() {
+    let shape = Shape { users: 2_000, campaigns: 12, per_user: 4, min_audience: 20, seed: 9, objective: Valuation::QualitySpend };
+    let (specs, sorted) = random_instance(shape);
+    let n = sorted.len();
+    // A fixed shuffle (multiplicative, n is not a multiple of the step).
+    let step = (1..n).rev().find(|s| gcd(*s, n) == 1 && *s > n / 3).unwrap();
+    let permutation: Vec<usize> = (0..n).map(|k| k * step % n).collect();
+    let mut shuffled = Candidates::with_capacity(n);
+    for &i in &permutation {
+        shuffled.user.push(sorted.user[i]);
+        shuffled.campaign.push(sorted.campaign[i]);
+        shuffled.value.push(sorted.value[i]);
+        shuffled.cost.push(sorted.cost[i]);
+    }
+    let opts = options(Solver::Lagrangian, Limits::default());
+    let a = allocate(&specs, sorted.clone(), &opts).unwrap();
+    let b = allocate(&specs, shuffled.clone(), &opts).unwrap();
+    assert_feasible(&specs, &shuffled, Limits::default(), &b, "shuffled");
+    let pairs = |c: &Candidates, chosen: &[usize]| -> std::collections::BTreeSet<(i64, u32)> {
+        chosen.iter().map(|&i| (c.user[i], c.campaign[i])).collect()
+    };
+    assert_eq!(pairs(&sorted, &a.chosen), pairs(&shuffled, &b.chosen));
+    assert_eq!(a.primal, b.primal);
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A next day (budgets moved by up to 3%) solved from the last day's prices:
+/// fewer price iterations than a cold start, and as good a gap.
+#[test]
+fn a_warm_start_from_yesterdays_prices_needs_fewer_iterations() {
+    let shape = Shape { users: 40_000, campaigns: 60, per_user: 8, min_audience: 100, seed: 3, objective: Valuation::QualitySpend };
+    let (specs, candidates) = random_instance(shape);
+    let opts = options(Solver::Lagrangian, Limits::default());
+    let yesterday = allocate(&specs, candidates.clone(), &opts).unwrap();
+    let next: Vec<CampaignSpec> = specs
+        .iter()
+        .enumerate()
+        .map(|(c, s)| CampaignSpec { budget: s.budget * (0.97 + 0.06 * ((c * 7919) % 100) as f64 / 100.0), ..s.clone() })
+        .collect();
+    let cold = allocate(&next, candidates.clone(), &opts).unwrap();
+    let warm_start = yesterday.prices.unwrap().into_iter().map(Some).collect();
+    let warm = allocate(&next, candidates.clone(), &Options { warm_start, ..opts.clone() }).unwrap();
+    assert_feasible(&next, &candidates, Limits::default(), &warm, "warm");
+    assert_eq!(warm.warm_started, 60 - warm.campaigns.iter().filter(|c| c.withheld.is_some()).count() as u32);
+    assert_eq!(cold.warm_started, 0);
+    assert!(warm.iterations < cold.iterations, "warm {} vs cold {} iterations", warm.iterations, cold.iterations);
+    let (warm_gap, cold_gap) = (warm.gap.unwrap(), cold.gap.unwrap());
+    assert!(warm_gap <= cold_gap + 0.001, "warm gap {warm_gap} vs cold {cold_gap}");
+
+    // The pure price solution's miss is reported against the budgets.
+    let solution = cold.price_solution.unwrap();
+    assert!(solution.overspend >= 0.0 && solution.underspend >= 0.0);
+    if let Some((c, over)) = solution.worst_over {
+        assert!(over > 0.0 && cold.campaigns[c].withheld.is_none());
+    }
+
+    let wrong = Options { warm_start: vec![Some(1.0)], ..opts };
+    assert_eq!(
+        allocate(&next, candidates, &wrong).unwrap_err().to_string(),
+        "the warm start has 1 prices for 60 campaigns"
+    );
 }

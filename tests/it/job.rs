@@ -157,3 +157,56 @@ async fn config_errors_name_the_file_and_the_problem_with_exit_2() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("eligible pairs"));
     assert!(!setup.output().exists(), "a dry run writes nothing");
 }
+
+/// Two consecutive dates in one output root: the second starts its prices
+/// from the first's (fewer iterations than the same date solved cold, the
+/// same gap) and reports its churn against it.
+#[tokio::test]
+async fn the_next_date_warm_starts_from_the_last_run_and_reports_churn() {
+    let setup = setup().await;
+    let config = setup.config("job.toml", "");
+    let date = learnable_config().run_date;
+    let day_before = (date - chrono::Duration::days(1)).to_string();
+    let first = audience(&["run", "--config", config.to_str().unwrap(), "--date", &day_before], &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let warm = manifest_of(&run(&config, &[]));
+
+    let cold_config = setup.config("cold.toml", "");
+    let cold_root = setup.dir.path().join("cold");
+    let text = std::fs::read_to_string(&cold_config).unwrap().replace(setup.output().to_str().unwrap(), cold_root.to_str().unwrap());
+    std::fs::write(&cold_config, text).unwrap();
+    let cold = manifest_of(&run(&cold_config, &[]));
+
+    assert_eq!(warm["previous_run"]["date"].as_str(), Some(day_before.as_str()), "{:#}", warm["previous_run"]);
+    assert!(cold["previous_run"].is_null());
+    assert!(warm["warm_started_campaigns"].as_u64().unwrap() > 0);
+    assert_eq!(cold["warm_started_campaigns"].as_u64(), Some(0));
+    let (warm_iterations, cold_iterations) = (warm["solver_iterations"].as_u64().unwrap(), cold["solver_iterations"].as_u64().unwrap());
+    assert!(warm_iterations < cold_iterations, "warm {warm_iterations} vs cold {cold_iterations} iterations");
+    let (warm_gap, cold_gap) = (warm["gap"].as_f64().unwrap(), cold["gap"].as_f64().unwrap());
+    assert!(warm_gap <= cold_gap + 0.002, "warm gap {warm_gap} vs cold {cold_gap}");
+
+    let churn = warm["churn"].as_f64().expect("churn against the previous run");
+    assert!((0.0..=1.0).contains(&churn), "{churn}");
+    assert!(cold["churn"].is_null());
+    let served: Vec<&serde_json::Value> = warm["campaigns"].as_array().unwrap().iter().filter(|c| c["audience"].as_u64() > Some(0)).collect();
+    assert!(!served.is_empty());
+    for campaign in &served {
+        let churn = campaign["churn"].as_f64().unwrap_or_else(|| panic!("{}: no churn", campaign["campaign_id"]));
+        assert!((0.0..=1.0).contains(&churn), "{churn}");
+    }
+    for manifest in [&warm, &cold] {
+        assert_eq!(manifest["violations"], serde_json::json!({"budgets": 0, "caps": 0, "floors": 0}));
+        let price_solution = &manifest["price_solution"];
+        assert!(price_solution["overspend"].as_f64().unwrap() >= 0.0, "{price_solution:#}");
+        assert!(price_solution["underspend"].as_f64().unwrap() >= 0.0, "{price_solution:#}");
+    }
+}
+
+/// The manifest a successful `run` printed the URL of.
+fn manifest_of(output: &Output) -> serde_json::Value {
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
+    let url = String::from_utf8(output.stdout.clone()).unwrap().trim().to_string();
+    let path = url.strip_prefix("file://").unwrap_or(&url);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}

@@ -1,0 +1,100 @@
+//! The run before this one: the most recent committed date in the week before
+//! a run's date. Its manifest gives the allocator's warm-start prices, and its
+//! audiences the day-over-day churn of today's.
+
+use std::collections::{HashMap, HashSet};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::commit::DateDir;
+use super::manifest::RunManifest;
+use super::run::JobError;
+use crate::storage::{Location, StorageError};
+
+/// Days before a run's date searched for the previous committed run.
+pub const LOOKBACK_DAYS: i64 = 7;
+
+/// The previous committed run and what today's run takes from it.
+pub struct PreviousRun {
+    pub date: NaiveDate,
+    pub run_id: String,
+    pub manifest: RunManifest,
+    run_dir: Location,
+}
+
+/// The most recent committed run in the [`LOOKBACK_DAYS`] before `date`. A
+/// manifest that cannot be parsed (another version) is skipped with a warning:
+/// the run then starts cold, which changes nothing it must get right.
+pub async fn find(output: &Location, date: NaiveDate) -> Result<Option<PreviousRun>, StorageError> {
+    for back in 1..=LOOKBACK_DAYS {
+        let day = date - chrono::Duration::days(back);
+        let dir = DateDir::new(output, day);
+        let Some(marker) = dir.committed().await? else { continue };
+        let location = dir.location.join(&marker.manifest);
+        let manifest: RunManifest = match serde_json::from_slice(&location.read().await?) {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                tracing::warn!(manifest = %location.url(), %error, "previous run's manifest unreadable; starting cold");
+                return Ok(None);
+            }
+        };
+        return Ok(Some(PreviousRun { date: day, run_id: marker.run_id.clone(), manifest, run_dir: dir.run(&marker.run_id) }));
+    }
+    Ok(None)
+}
+
+impl PreviousRun {
+    /// The Lagrangian price of each campaign the previous run priced.
+    pub fn prices(&self) -> HashMap<&str, f64> {
+        self.manifest.campaigns.iter().filter_map(|c| Some((c.campaign_id.as_str(), c.price?))).collect()
+    }
+
+    /// The members of the previous run's audience of `campaign_id` (empty when
+    /// it had none).
+    pub async fn members(&self, campaign_id: &str) -> Result<HashSet<i64>, JobError> {
+        let file = self.run_dir.join(&format!("audiences/campaign_id={campaign_id}/part-00000.parquet"));
+        let bytes = match file.read().await {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound { .. }) => return Ok(HashSet::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let corrupt = |reason: String| JobError::from(StorageError::Corrupt { url: file.url().to_string(), reason });
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| corrupt(e.to_string()))?;
+        let mut members = HashSet::new();
+        for batch in reader {
+            let batch: RecordBatch = batch.map_err(|e| corrupt(e.to_string()))?;
+            let users = batch.column_by_name("user_id").ok_or_else(|| corrupt("no user_id column".into()))?;
+            let users = users.as_primitive_opt::<Int64Type>().ok_or_else(|| corrupt("user_id is not int64".into()))?;
+            members.extend(users.values().iter().copied());
+        }
+        Ok(members)
+    }
+}
+
+/// How an audience differs from the previous one: users in only one of the
+/// two, and users in either. Churn is their ratio (0: the same users; 1: all
+/// different).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Overlap {
+    pub in_one: usize,
+    pub in_either: usize,
+}
+
+impl Overlap {
+    pub fn of(today: &HashSet<i64>, previous: &HashSet<i64>) -> Overlap {
+        let both = today.intersection(previous).count();
+        let in_either = today.len() + previous.len() - both;
+        Overlap { in_one: in_either - both, in_either }
+    }
+
+    pub fn add(self, other: Overlap) -> Overlap {
+        Overlap { in_one: self.in_one + other.in_one, in_either: self.in_either + other.in_either }
+    }
+
+    pub fn churn(self) -> Option<f64> {
+        (self.in_either > 0).then(|| self.in_one as f64 / self.in_either as f64)
+    }
+}
