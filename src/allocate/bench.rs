@@ -64,6 +64,7 @@ pub fn random_instance(shape: Shape) -> (Vec<CampaignSpec>, Candidates) {
             let mut rng = ChaCha8Rng::seed_from_u64(shape.seed ^ (block as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut seen = vec![false; shape.campaigns];
             let mut picked = Vec::with_capacity(per_user);
+            let mut pairs: Vec<(usize, f64)> = Vec::with_capacity(per_user);
             for (u, at) in (block * BLOCK..).zip((0..user.len()).step_by(per_user)) {
                 let market = rng.random_range(0.7..1.4);
                 picked.clear();
@@ -77,7 +78,8 @@ pub fn random_instance(shape: Shape) -> (Vec<CampaignSpec>, Candidates) {
                 // The value column holds p until the campaigns' means are known;
                 // each user's pairs are then put in campaign order, as the
                 // allocator groups them.
-                let mut pairs: Vec<(usize, f64)> = picked.iter().map(|&c| (c, rng.random::<f64>().powi(3) * 0.3)).collect();
+                pairs.clear();
+                pairs.extend(picked.iter().map(|&c| (c, rng.random::<f64>().powi(3) * 0.3)));
                 pairs.sort_unstable_by_key(|&(c, _)| c);
                 for (k, &(c, p)) in pairs.iter().enumerate() {
                     seen[c] = false;

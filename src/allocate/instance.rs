@@ -18,8 +18,7 @@ pub(crate) struct Instance<'a> {
     pub pairs: Layout,
     /// max(min_audience, privacy floor) per campaign.
     pub floor: Vec<u64>,
-    /// Per campaign: its channel, and the hash of its id for tie keys.
-    channel: Vec<Channel>,
+    /// Per campaign: the hash of its id, for tie keys.
     campaign_key: Vec<u64>,
     seed: u64,
 }
@@ -28,9 +27,8 @@ impl<'a> Instance<'a> {
     pub fn new(campaigns: &'a [CampaignSpec], candidates: Candidates, limits: Limits, seed: u64) -> Result<Instance<'a>, AllocateError> {
         let pairs = Layout::new(campaigns, candidates)?;
         let floor = campaigns.iter().map(|s| s.min_audience.max(limits.privacy_floor)).collect();
-        let channel = campaigns.iter().map(|s| s.channel).collect();
         let campaign_key = campaigns.iter().map(|s| hash_bytes(s.id.as_bytes())).collect();
-        Ok(Instance { campaigns, limits, pairs, floor, channel, campaign_key, seed })
+        Ok(Instance { campaigns, limits, pairs, floor, campaign_key, seed })
     }
 
     pub fn len(&self) -> usize {
@@ -68,7 +66,7 @@ impl<'a> Instance<'a> {
     }
 
     pub fn channel(&self, c: usize) -> Channel {
-        self.channel[c]
+        self.campaigns[c].channel
     }
 
     pub fn cap(&self, channel: Channel) -> u32 {
@@ -145,7 +143,7 @@ fn descending_bits(score: f64) -> u32 {
 }
 
 /// A bijective 32-bit mix (Wellons' lowbias32) and its inverse.
-pub(crate) fn mix32(mut x: u32) -> u32 {
+fn mix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb_352d);
     x ^= x >> 15;
@@ -153,7 +151,7 @@ pub(crate) fn mix32(mut x: u32) -> u32 {
     x ^ (x >> 16)
 }
 
-pub(crate) fn unmix32(mut x: u32) -> u32 {
+fn unmix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x4302_1123);
     x ^= (x >> 15) ^ (x >> 30);

@@ -99,19 +99,19 @@ fn search_prices(instance: &Instance, open: &Open, max_iterations: u32, warm_sta
     let ceiling: Vec<f64> = (0..campaigns)
         .into_par_iter()
         .map(|c| {
-            instance.campaign_candidates(c).iter().map(|&i| i as usize).filter(|&i| instance.cost(i) > 0.0).map(|i| instance.value(i) / instance.cost(i)).fold(0.0, f64::max)
+            let candidates = instance.campaign_candidates(c).iter().map(|&i| i as usize);
+            candidates.filter(|&i| instance.cost(i) > 0.0).map(|i| instance.density(i)).fold(0.0, f64::max)
         })
         .collect();
     let mut lambda = vec![0.0f64; campaigns];
     let mut brackets: Vec<Bracket> = ceiling.iter().map(|&high| Bracket { low: 0.0, high, step: None }).collect();
     let mut warm_started = 0;
     for c in (0..campaigns).filter(|&c| open.open[c]) {
-        if let Some(price) = warm_start.get(c).copied().flatten().filter(|p| p.is_finite() && *p > 0.0) {
+        let Some(price) = warm_start.get(c).copied().flatten().filter(|p| p.is_finite() && *p >= 0.0) else { continue };
+        warm_started += 1;
+        if price > 0.0 {
             lambda[c] = price.min(ceiling[c]);
             brackets[c].step = Some(WARM_STEP);
-            warm_started += 1;
-        } else if warm_start.get(c).copied().flatten() == Some(0.0) {
-            warm_started += 1;
         }
     }
     let mut search = Search {
@@ -158,11 +158,10 @@ fn search_prices(instance: &Instance, open: &Open, max_iterations: u32, warm_sta
             let narrow = bracket.high - bracket.low <= PRICE_TOLERANCE * ceiling[c].max(bracket.high);
             if !(binding || narrow) {
                 converged = false;
-                tracing::trace!(iteration, c, over, lambda = lambda[c], low = bracket.low, high = bracket.high, spend = spend[c], budget, "unconverged");
             }
             lambda[c] = next_price(bracket, lambda[c], over);
         }
-        tracing::trace!(iteration, dual, open = (0..campaigns).filter(|&c| open.open[c]).count(), "price iteration");
+        tracing::trace!(iteration, dual, "price iteration");
         let stalled = iteration - last_progress >= STALL_ITERATIONS && instance.len() > THOROUGH_BELOW;
         if converged || stalled {
             break;

@@ -28,11 +28,11 @@ impl Selection {
     /// cap, move them from their least valuable campaign to a more valuable one
     /// with budget room. Returns whether anything changed.
     pub fn improve(&mut self, instance: &Instance, open: &Open) -> bool {
+        let started = std::time::Instant::now();
+        let lap = |what: &str| tracing::debug!(seconds = started.elapsed().as_secs_f64(), "improve: {what}");
         let mut chosen: Vec<Vec<usize>> = (0..instance.campaigns.len())
             .map(|c| instance.campaign_candidates(c).iter().map(|&i| i as usize).filter(|&i| self.chosen[i]).collect())
             .collect();
-        let started = std::time::Instant::now();
-        let lap = |what: &str| tracing::debug!(seconds = started.elapsed().as_secs_f64(), "improve: {what}");
         let unchosen = self.available_by_campaign(instance, open);
         lap("available");
         let swapped = self.swap_within_campaigns(instance, &mut chosen, &unchosen);

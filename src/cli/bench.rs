@@ -48,8 +48,7 @@ impl Command {
                 if campaigns == 0 || candidates == 0 {
                     return Err(Error::Usage("--candidates and --campaigns must be at least 1".into()));
                 }
-                let solvers = solver;
-                audience::allocate::bench::run(&BenchOptions { candidates, campaigns, solvers, objective, seed, warm_start });
+                audience::allocate::bench::run(&BenchOptions { candidates, campaigns, solvers: solver, objective, seed, warm_start });
             }
             Command::Score { users, campaigns, naive_users, data } => {
                 if users == 0 || campaigns == 0 || naive_users == 0 {

@@ -12,6 +12,7 @@ use super::run::JobError;
 use crate::allocate::{CampaignSpec, Candidates, Limits, Valuation};
 use crate::contract::{Channel, TASKS, audience_schema};
 use crate::scoring::Scored;
+use crate::scoring::eligibility::ActiveCampaign;
 use crate::storage::Location;
 
 /// Campaign specs and the candidate table for the allocator, each pair valued
@@ -55,7 +56,9 @@ pub fn pool_entry(offsets: &[usize], i: usize) -> (usize, usize) {
     (c, i - offsets[c])
 }
 
-/// The chosen members of each campaign, as positions in its pool.
+/// The chosen members of each campaign, as positions in its pool, ascending
+/// (pools are best first, so this is rank order: `chosen` is ascending and
+/// the table holds the pools one after another).
 pub fn members(scored: &Scored, chosen: &[usize]) -> Vec<Vec<usize>> {
     let offsets = pool_offsets(scored);
     let mut per_campaign: Vec<Vec<usize>> = vec![Vec::new(); scored.campaigns.len()];
@@ -90,8 +93,7 @@ pub fn violations(scored: &Scored, members: &[Vec<usize>], limits: Limits) -> Vi
     let mut per_user: HashMap<(i64, Channel), u32> = HashMap::new();
     for (c, members) in members.iter().enumerate() {
         let campaign = &scored.campaigns[c];
-        let spend: f64 = members.iter().map(|_| campaign.cost_per_user()).sum();
-        if spend > campaign.budget {
+        if spend(campaign, members) > campaign.budget {
             found.budgets += 1;
         }
         let floor = (campaign.min_audience.max(0) as u64).max(limits.privacy_floor);
@@ -110,16 +112,19 @@ pub fn violations(scored: &Scored, members: &[Vec<usize>], limits: Limits) -> Vi
     found
 }
 
+/// What campaign `campaign` spends on `members`, at the exact cost.
+pub fn spend(campaign: &ActiveCampaign, members: &[usize]) -> f64 {
+    members.len() as f64 * campaign.cost_per_user()
+}
+
 /// Writes one Parquet file per campaign with an audience (`members` from
-/// [`members`]); returns rows written.
+/// [`members`], in rank order); returns rows written.
 pub async fn write_audiences(run_dir: &Location, scored: &Scored, members: &[Vec<usize>]) -> Result<u64, JobError> {
-    let per_campaign = members.to_vec();
     let mut written = 0;
-    for (c, mut members) in per_campaign.into_iter().enumerate() {
+    for (c, members) in members.iter().enumerate() {
         if members.is_empty() {
             continue;
         }
-        members.sort_unstable(); // pools are best first, so this is rank order
         let campaign = &scored.campaigns[c];
         let pool = &scored.pools[c];
         let n = members.len();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::commit::Fingerprint;
 use super::config::ConfigFile;
-use super::audiences::Violations;
+use super::audiences::{Violations, spend};
 use super::previous::{Overlap, PreviousRun};
 use super::run::JobError;
 use crate::allocate::{Allocation, PriceSolution, Withheld};
@@ -140,6 +140,8 @@ pub async fn campaign_reports(
         let pool = &scored.pools[c];
         let per_user = campaign.impressions_per_user as f64;
         let expected: f64 = members[c].iter().map(|&m| pool[m].p_objective as f64 * per_user).sum();
+        // At the exact cost (the allocator's is rounded up to f32).
+        let spend = spend(campaign, &members[c]);
         let churn = match previous {
             None => None,
             Some(previous) => {
@@ -156,11 +158,10 @@ pub async fn campaign_reports(
             eligible_users: scored.eligible[c],
             candidates: pool.len() as u64,
             audience: outcome.audience,
-            // From the exact cost (the allocator's is rounded up to f32).
-            spend: members[c].len() as f64 * campaign.cost_per_user(),
+            spend,
             budget: campaign.budget,
             expected_events: expected,
-            expected_ecps: (expected > 0.0).then(|| members[c].len() as f64 * campaign.cost_per_user() / expected),
+            expected_ecps: (expected > 0.0).then(|| spend / expected),
             mean_p_objective: scored.mean_p(c),
             price: allocation.prices.as_ref().map(|prices| prices[c]),
             churn,

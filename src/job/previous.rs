@@ -53,8 +53,12 @@ impl PreviousRun {
     }
 
     /// The members of the previous run's audience of `campaign_id` (empty when
-    /// it had none).
+    /// it had none: then nothing is read).
     pub async fn members(&self, campaign_id: &str) -> Result<HashSet<i64>, JobError> {
+        let served = self.manifest.campaigns.iter().any(|c| c.campaign_id == campaign_id && c.audience > 0);
+        if !served {
+            return Ok(HashSet::new());
+        }
         let file = self.run_dir.join(&format!("audiences/campaign_id={campaign_id}/part-00000.parquet"));
         let bytes = match file.read().await {
             Ok(bytes) => bytes,
