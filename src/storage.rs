@@ -307,6 +307,25 @@ impl Location {
         format!("{}/{}", self.url, relative.trim_start_matches('/'))
     }
 
+    /// Checks that objects can be written below this location: it must not
+    /// be a file (locally, neither may the nearest existing folder above it).
+    /// A configuration error, not a transient one.
+    pub async fn check_writable_below(&self) -> Result<()> {
+        let not_a_folder = |what: String| StorageError::BadUrl { url: self.url.clone(), reason: format!("{what} is a file, not a folder") };
+        if let Some(path) = self.url.strip_prefix("file://") {
+            let existing = std::path::Path::new(path).ancestors().find(|p| p.exists());
+            return match existing {
+                Some(p) if !p.is_dir() => Err(not_a_folder(p.display().to_string())),
+                _ => Ok(()),
+            };
+        }
+        match self.store.head(&self.prefix).await {
+            Ok(_) => Err(not_a_folder("the object at this key".into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StorageError::from_store(self.url.clone(), e)),
+        }
+    }
+
     /// Every object under this prefix, sorted by path (listing order differs by store).
     pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
         let mut objects: Vec<ObjectMeta> = self
@@ -357,12 +376,31 @@ impl Location {
     pub async fn delete_all(&self) -> Result<usize> {
         let objects = self.list().await?;
         for object in &objects {
-            self.store
-                .delete(&object.location)
-                .await
-                .map_err(|e| StorageError::from_store(self.url_of(&object.location), e))?;
+            // Gone already: another remover of the same directory got there first.
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(StorageError::from_store(self.url_of(&object.location), e)),
+            }
         }
         Ok(objects.len())
+    }
+
+    /// Removes the empty folders below this location on local disk (objects
+    /// stores have none); a folder holding a file is never removed.
+    pub fn remove_empty_folders(&self) {
+        fn sweep(dir: &std::path::Path) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    sweep(&entry.path());
+                    // Fails, as it should, unless the folder is empty.
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+        if let Some(path) = self.url.strip_prefix("file://") {
+            sweep(std::path::Path::new(path));
+        }
     }
 
     /// A streaming Parquet writer for the object at this location. Row groups are

@@ -26,6 +26,8 @@ pub struct Cluster<'a> {
     /// The model's URI and version, which executors load themselves.
     pub model_uri: &'a str,
     pub model_version: &'a str,
+    /// The most the scoring may take.
+    pub timeout: std::time::Duration,
 }
 
 /// Scores the world at `root` with `model` for `options.date` on `cluster`;
@@ -34,6 +36,10 @@ pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, option
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let (_, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
+    if prepared.campaigns.is_empty() {
+        tracing::info!(date = %options.date, "no active campaign: nothing to score");
+        return Ok(merge(prepared, Vec::new(), started));
+    }
     let partitions = if options.partitions == 0 { cores() } else { options.partitions };
     let date = options.date.format("%Y-%m-%d").to_string();
     let spec = ScoreSpec {
@@ -57,7 +63,11 @@ pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, option
     }
     let plan = ScoreNode::new(users.into_unoptimized_plan(), &spec).map_err(query)?.into_plan();
     tracing::info!(scheduler = cluster.scheduler, job = %spec.job, partitions, campaigns = spec.campaign_ids.len(), "scoring on the cluster");
-    let batches = ctx.execute_logical_plan(plan).await.map_err(query)?.collect().await.map_err(query)?;
+    let scoring = async { ctx.execute_logical_plan(plan).await?.collect().await };
+    let batches = tokio::time::timeout(cluster.timeout, scoring)
+        .await
+        .map_err(|_| ScoreError::Timeout { seconds: cluster.timeout.as_secs() })?
+        .map_err(query)?;
     let mut result = partial::empty(&prepared);
     for batch in &batches {
         partial::decode_into(batch, &prepared, &mut result).map_err(|e| query(DataFusionError::Internal(e.to_string())))?;

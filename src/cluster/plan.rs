@@ -190,6 +190,13 @@ impl ExecutionPlan for ScoreExec {
                 tracing::warn!(job = %spec.job, partition, "scoring task stalled (failpoint stall-scoring)");
                 std::future::pending::<()>().await;
             }
+            if failpoint::armed("fail-scoring") {
+                tracing::warn!(job = %spec.job, partition, "failpoint fired: fail-scoring");
+                return Err(DataFusionError::IoError(std::io::Error::other("scoring task failed (failpoint fail-scoring)")));
+            }
+            if failpoint::armed("panic-scoring") {
+                panic!("scoring task panicked (failpoint panic-scoring)");
+            }
             let mut scorer = PartitionScorer::new(prepared, false).map_err(external)?;
             while let Some(batch) = users.next().await {
                 scorer.push(&batch?).map_err(external)?;

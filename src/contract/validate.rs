@@ -274,12 +274,12 @@ impl<'a> TableValidator<'a> {
         let values = list.values().as_primitive::<Float32Type>();
         // Row of each element, for naming the key of a bad element.
         let row_of = |element: usize| offsets.partition_point(|&o| o as usize <= element) - 1;
-        let flags = |test: fn(f32) -> bool| -> (u64, Option<usize>) {
+        let flags = |test: fn(Option<f32>) -> bool| -> (u64, Option<usize>) {
             let mut count = 0;
             let mut first = None;
             let mut last_row = usize::MAX;
             for (element, value) in values.iter().enumerate() {
-                if value.is_some_and(test) {
+                if test(value) {
                     let row = row_of(element);
                     if row != last_row {
                         count += 1;
@@ -290,12 +290,15 @@ impl<'a> TableValidator<'a> {
             }
             (count, first)
         };
+        // A vector has a value for every genre: no null inside it, nullable or not.
+        let (count, first) = flags(|v| v.is_none());
+        self.findings.add(name, "null element", count, || keys.name(first.unwrap_or(0)));
         if rules.finite {
-            let (count, first) = flags(|v| !v.is_finite());
+            let (count, first) = flags(|v| v.is_some_and(|v| !v.is_finite()));
             self.findings.add(name, "NaN or infinite value", count, || keys.name(first.unwrap_or(0)));
         }
         if rules.non_negative {
-            let (count, first) = flags(|v| v < 0.0);
+            let (count, first) = flags(|v| v.is_some_and(|v| v < 0.0));
             self.findings.add(name, "negative value", count, || keys.name(first.unwrap_or(0)));
         }
     }

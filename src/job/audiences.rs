@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 
+use super::commit::audience_file;
 use super::run::JobError;
 use crate::allocate::{CampaignSpec, Candidates, Limits, Valuation};
 use crate::contract::{Channel, TASKS, audience_schema};
@@ -141,10 +142,13 @@ pub async fn write_audiences(run_dir: &Location, scored: &Scored, members: &[Vec
             columns.push(Arc::new(Float32Array::from_iter_values(members.iter().map(|&m| pool[m].probabilities[task]))));
         }
         let batch = RecordBatch::try_new(audience_schema(), columns).expect("columns match the schema");
-        let file = run_dir.join(&format!("audiences/campaign_id={}/part-00000.parquet", campaign.campaign_id));
+        let file = run_dir.join(&audience_file(&campaign.campaign_id));
         let mut writer = file.parquet_writer(audience_schema())?;
         writer.write(&batch).await?;
         writer.finish().await?;
+        if written == 0 {
+            super::run::failpoint("mid-write")?;
+        }
         written += n as u64;
     }
     Ok(written)

@@ -7,13 +7,19 @@
 //! ```
 //!
 //! A run writes only under its own `run=<id>/`; readers trust only the run that
-//! `_SUCCESS` names. The create-only put makes the commit atomic: of two runs
-//! racing for a date exactly one commits, and the other removes its own
-//! directory. After a commit, every other run directory of the date (crashed or
-//! superseded runs) is removed.
+//! `_SUCCESS` names. Before the commit a run checks that every file its
+//! manifest names is there. The create-only put makes the commit atomic: of
+//! two runs racing for a date exactly one commits, and the other removes its
+//! own directory.
+//!
+//! No run removes a directory another run may still be writing. Only two kinds
+//! of directory are removed: the run an `--overwrite` replaced (it was
+//! committed, so it is complete), and uncommitted runs whose newest file is
+//! older than `[output] abandoned_after_minutes` (crashed runs).
 
 use serde::{Deserialize, Serialize};
 
+use super::manifest::RunManifest;
 use crate::storage::{Location, StorageError};
 
 pub const SUCCESS_FILE: &str = "_SUCCESS";
@@ -84,22 +90,53 @@ impl DateDir {
         let bytes = serde_json::to_vec_pretty(marker).expect("marker serialises");
         match success.write_if_absent(bytes).await {
             Ok(()) => Ok(Commit::Committed),
-            Err(StorageError::AlreadyExists { .. }) => {
-                Ok(Commit::Lost(self.committed().await?.expect("_SUCCESS exists after AlreadyExists")))
-            }
+            // A put whose response was lost may have been carried out: the
+            // marker read back says whose it is.
+            Err(error @ StorageError::Io { .. }) => match self.committed().await {
+                Ok(Some(winner)) if winner.run_id == marker.run_id => Ok(Commit::Committed),
+                Ok(Some(winner)) => Ok(Commit::Lost(winner)),
+                _ => Err(error),
+            },
+            // A retried put that finds its own marker: committed, not lost.
+            Err(StorageError::AlreadyExists { .. }) => match self.committed().await? {
+                Some(winner) if winner.run_id == marker.run_id => Ok(Commit::Committed),
+                Some(winner) => Ok(Commit::Lost(winner)),
+                None => Err(StorageError::Corrupt {
+                    url: success.url().to_string(),
+                    reason: "the create-only put found it, but it cannot be read back".into(),
+                }),
+            },
             Err(e) => Err(e),
         }
     }
 
-    /// Removes every `run=*` directory except `keep`; returns the ids removed.
-    pub async fn remove_runs_except(&self, keep: Option<&str>) -> Result<Vec<String>, StorageError> {
+    /// Removes the run directories no run can still be writing: `superseded`
+    /// (a run an `--overwrite` replaced) and those, other than `keep`, whose
+    /// newest file is older than `abandoned_after`. Returns the ids removed.
+    pub async fn remove_finished_runs(
+        &self,
+        keep: &str,
+        superseded: Option<&str>,
+        abandoned_after: chrono::Duration,
+    ) -> Result<Vec<String>, StorageError> {
+        let now = chrono::Utc::now();
         let mut removed = Vec::new();
         for run_id in self.run_ids().await? {
-            if Some(run_id.as_str()) != keep {
-                self.run(&run_id).delete_all().await?;
+            if run_id == keep {
+                continue;
+            }
+            let run = self.run(&run_id);
+            let abandoned = || async {
+                let newest = run.list().await?.iter().map(|o| o.last_modified).max();
+                Ok::<_, StorageError>(newest.is_some_and(|t| now - t > abandoned_after))
+            };
+            if Some(run_id.as_str()) == superseded || abandoned().await? {
+                run.delete_all().await?;
                 removed.push(run_id);
             }
         }
+        // A run that failed before writing a file leaves folders on local disk.
+        self.location.remove_empty_folders();
         Ok(removed)
     }
 
@@ -120,4 +157,23 @@ impl DateDir {
         ids.dedup();
         Ok(ids)
     }
+}
+
+/// Path of a campaign's audience file, relative to its run directory.
+pub fn audience_file(campaign_id: &str) -> String {
+    format!("audiences/campaign_id={campaign_id}/part-00000.parquet")
+}
+
+/// The files of `manifest`'s run missing under `run_dir`: its manifest and
+/// the audience file of every campaign with an audience.
+pub async fn missing_files(run_dir: &Location, manifest: &RunManifest) -> Result<Vec<String>, StorageError> {
+    let present: std::collections::HashSet<String> =
+        run_dir.list().await?.iter().map(|object| run_dir.url_of(&object.location)).collect();
+    let expected = manifest
+        .campaigns
+        .iter()
+        .filter(|c| c.audience > 0)
+        .map(|c| audience_file(&c.campaign_id))
+        .chain([MANIFEST_FILE.to_string()]);
+    Ok(expected.map(|file| run_dir.join(&file).url().to_string()).filter(|url| !present.contains(url)).collect())
 }

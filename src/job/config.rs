@@ -33,6 +33,35 @@ pub struct ConfigFile {
     pub storage: StorageOptions,
 }
 
+impl ConfigFile {
+    /// This config as it may be logged or recorded (in a manifest): the user
+    /// info of every URL in it (`http://user:password@host`) redacted.
+    pub fn redacted(&self) -> ConfigFile {
+        let mut file = self.clone();
+        for url in [&mut file.inputs.root, &mut file.model.uri, &mut file.output.root] {
+            *url = redact_url(url);
+        }
+        file.engine.scheduler = file.engine.scheduler.as_deref().map(redact_url);
+        for options in [&mut file.storage.s3, &mut file.storage.gcs, &mut file.storage.azure] {
+            options.values_mut().for_each(|value| *value = redact_url(value));
+        }
+        file
+    }
+}
+
+/// `text` with the user info of a URL replaced by `redacted`; any other text
+/// unchanged.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_password(None);
+            let _ = url.set_username("redacted");
+            url.to_string()
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// A validated job config: what `run`, `backfill` and `validate --config` use.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
@@ -87,6 +116,15 @@ pub struct ModelSource {
 pub struct Output {
     /// Where `dt=<date>/` directories are written.
     pub root: String,
+    /// An uncommitted run directory whose newest file is older than this is
+    /// taken for abandoned (a crashed run) and removed; a younger one may
+    /// still be written, and is left alone.
+    #[serde(default = "default_abandoned_after_minutes")]
+    pub abandoned_after_minutes: u64,
+}
+
+fn default_abandoned_after_minutes() -> u64 {
+    360
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +186,7 @@ pub enum EngineKind {
     Ballista,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
     pub kind: EngineKind,
@@ -156,6 +194,15 @@ pub struct EngineSection {
     pub partitions: usize,
     /// Ballista scheduler URL, e.g. `df://scheduler:50050`.
     pub scheduler: Option<String>,
+    /// The most a cluster's scoring may take before the job gives up with
+    /// exit 3 (a cluster with no live executor never finishes).
+    pub timeout_seconds: u64,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection { kind: EngineKind::Local, partitions: 0, scheduler: None, timeout_seconds: 4 * 3600 }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +267,12 @@ impl JobConfig {
             hour: self.scoring.hour,
             ..ScoreOptions::new(date)
         }
+    }
+
+    /// How old an uncommitted run directory's newest file must be for the
+    /// directory to count as abandoned.
+    pub fn abandoned_after(&self) -> chrono::Duration {
+        chrono::Duration::minutes(self.file.output.abandoned_after_minutes.min(i32::MAX as u64) as i64)
     }
 
     pub fn limits(&self) -> Limits {

@@ -49,7 +49,7 @@ pub fn config(dir: &Path) -> JobConfig {
     let file = ConfigFile {
         inputs: Inputs { root: at("world") },
         model: ModelSource { uri: at("model") },
-        output: Output { root: at("audiences") },
+        output: Output { root: at("audiences"), abandoned_after_minutes: 360 },
         allocation: Default::default(),
         scoring: Default::default(),
         engine: Default::default(),

@@ -9,7 +9,7 @@ use arrow::datatypes::Int64Type;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::commit::DateDir;
+use super::commit::{DateDir, audience_file};
 use super::manifest::RunManifest;
 use super::run::JobError;
 use crate::storage::{Location, StorageError};
@@ -59,7 +59,7 @@ impl PreviousRun {
         if !served {
             return Ok(HashSet::new());
         }
-        let file = self.run_dir.join(&format!("audiences/campaign_id={campaign_id}/part-00000.parquet"));
+        let file = self.run_dir.join(&audience_file(campaign_id));
         let bytes = match file.read().await {
             Ok(bytes) => bytes,
             Err(StorageError::NotFound { .. }) => return Ok(HashSet::new()),

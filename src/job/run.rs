@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 
 use super::audiences::{Violations, allocation_input, members, violations, write_audiences};
-use super::commit::{Commit, DateDir, Fingerprint, MANIFEST_FILE, Marker};
+use super::commit::{Commit, DateDir, Fingerprint, MANIFEST_FILE, Marker, missing_files};
 use super::config::{Engine, JobConfig};
 pub use super::manifest::{CampaignReport, RunManifest};
 use super::manifest::{PreviousRunReport, PriceSolutionReport, campaign_reports};
@@ -65,6 +65,8 @@ pub enum JobError {
         "{date} was already committed by run {run} with different inputs or config ({what}); rerun with --overwrite to replace it"
     )]
     Conflict { date: String, run: String, what: String },
+    #[error("run {run} is incomplete, so it was not committed: {} missing", missing.join(", "))]
+    Incomplete { run: String, missing: Vec<String> },
     #[error("failpoint {0} reached (AUDIENCE_FAILPOINT)")]
     Failpoint(String),
     #[error("the allocation breaks its constraints ({0:?}); nothing was committed (a bug: please report it)")]
@@ -80,7 +82,7 @@ impl JobError {
             JobError::Score(e) => e.exit_code(),
             JobError::Allocate(_) | JobError::Infeasible(_) => ExitCode::Internal,
             JobError::Conflict { .. } => ExitCode::Conflict,
-            JobError::Failpoint(_) => ExitCode::Transient,
+            JobError::Failpoint(_) | JobError::Incomplete { .. } => ExitCode::Transient,
         }
     }
 }
@@ -135,9 +137,10 @@ fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
 pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobError> {
     let mut stages = Stages::new();
     let inputs = &config.inputs;
+    config.output.check_writable_below().await?;
     let date_dir = DateDir::new(&config.output, flags.date);
     let ours = fingerprint_of(config, flags.date).await?;
-    if let Some(unchanged) = already_committed(&date_dir, &ours, flags.overwrite).await? {
+    if let Some(unchanged) = already_committed(&date_dir, &ours, flags.overwrite, config.abandoned_after()).await? {
         return Ok(unchanged);
     }
     let seconds = stages.done("fingerprint");
@@ -145,6 +148,7 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
 
     let report = validate_world(inputs).await?.into_result()?;
     let rows: BTreeMap<String, u64> = report.rows.iter().map(|(t, n)| (t.name().to_string(), *n)).collect();
+    failpoint("after-validate")?;
     let seconds = stages.done("validate");
     tracing::info!(stage = "validate", ?rows, seconds, "inputs valid");
 
@@ -153,6 +157,7 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     tracing::info!(stage = "model", version = %model_manifest.model_version, seconds, "model loaded");
 
     let scored = score_stage(config, inputs, &model, &model_manifest.model_version, flags.date).await?;
+    failpoint("after-score")?;
     let seconds = stages.done("score");
     tracing::info!(
         stage = "score",
@@ -186,6 +191,7 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     if violations.any() {
         return Err(JobError::Infeasible(violations));
     }
+    failpoint("after-allocate")?;
     let seconds = stages.done("allocate");
     tracing::info!(
         stage = "allocate",
@@ -211,9 +217,9 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         date: ours.date.clone(),
         fingerprint: ours.clone(),
         inputs_root: inputs.url().to_string(),
-        model_uri: config.file.model.uri.clone(),
+        model_uri: super::config::redact_url(&config.file.model.uri),
         model_version: model_manifest.model_version.clone(),
-        config: config.file.clone(),
+        config: config.file.redacted(),
         users_scored: scored.users,
         eligible_pairs: scored.pairs(),
         campaigns,
@@ -231,20 +237,29 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     };
     let manifest_location = run_dir.join(MANIFEST_FILE);
     manifest_location.write(serde_json::to_vec_pretty(&manifest).expect("manifest serialises")).await?;
-    if failpoint::armed("before-commit") {
-        return Err(JobError::Failpoint("before-commit".into()));
-    }
-    commit(&date_dir, &run_id, &ours, flags.overwrite, &manifest_location, &mut stages).await
+    failpoint("before-commit")?;
+    commit(&date_dir, &manifest, flags, config.abandoned_after(), &mut stages).await
+}
+
+/// Fails at the failpoint `name` if it is armed (and dies there if
+/// `kill@name` is).
+pub(super) fn failpoint(name: &str) -> Result<(), JobError> {
+    if failpoint::reached(name) { Err(JobError::Failpoint(name.to_string())) } else { Ok(()) }
 }
 
 /// `Some` when the date is already committed with the same fingerprint (and no
 /// overwrite was asked): nothing to do. A different committed fingerprint is a
 /// conflict unless `overwrite`.
-async fn already_committed(date_dir: &DateDir, ours: &Fingerprint, overwrite: bool) -> Result<Option<Outcome>, JobError> {
+async fn already_committed(
+    date_dir: &DateDir,
+    ours: &Fingerprint,
+    overwrite: bool,
+    abandoned_after: chrono::Duration,
+) -> Result<Option<Outcome>, JobError> {
     let Some(marker) = date_dir.committed().await? else { return Ok(None) };
     let manifest_url = date_dir.location.join(&marker.manifest).url().to_string();
     if marker.fingerprint == *ours && !overwrite {
-        let removed = date_dir.remove_runs_except(Some(&marker.run_id)).await?;
+        let removed = date_dir.remove_finished_runs(&marker.run_id, None, abandoned_after).await?;
         tracing::info!(stage = "commit", run = %marker.run_id, stale_runs_removed = removed.len(), "already committed with the same inputs and config: nothing to do");
         return Ok(Some(Outcome::Unchanged { manifest_url }));
     }
@@ -266,6 +281,7 @@ async fn score_stage(config: &JobConfig, inputs: &Location, model: &Model, model
                 storage: &config.storage,
                 model_uri: &config.file.model.uri,
                 model_version,
+                timeout: std::time::Duration::from_secs(config.file.engine.timeout_seconds),
             };
             crate::cluster::client::score(&cluster, inputs, model, &options).await?
         }
@@ -277,26 +293,35 @@ async fn score_stage(config: &JobConfig, inputs: &Location, model: &Model, model
     Ok(scored)
 }
 
-/// Puts `_SUCCESS` for `run_id` (create-only); the loser of a race removes its
-/// own run and is unchanged if the winner's result is the same as ours.
+/// Checks that every file `manifest` names is there, then puts `_SUCCESS`
+/// (create-only). The winner removes the runs it can prove finished; a loser
+/// removes its own run, and is unchanged if the winner's result is the same
+/// as ours.
 async fn commit(
     date_dir: &DateDir,
-    run_id: &str,
-    ours: &Fingerprint,
-    overwrite: bool,
-    manifest_location: &Location,
+    manifest: &RunManifest,
+    flags: &RunFlags,
+    abandoned_after: chrono::Duration,
     stages: &mut Stages,
 ) -> Result<Outcome, JobError> {
+    let (run_id, ours) = (manifest.run_id.as_str(), &manifest.fingerprint);
+    let run_dir = date_dir.run(run_id);
+    let missing = missing_files(&run_dir, manifest).await?;
+    if !missing.is_empty() {
+        return Err(JobError::Incomplete { run: run_id.to_string(), missing });
+    }
     let marker = Marker { run_id: run_id.to_string(), manifest: format!("run={run_id}/{MANIFEST_FILE}"), fingerprint: ours.clone() };
-    match date_dir.commit(&marker, overwrite).await? {
+    let superseded = if flags.overwrite { date_dir.committed().await?.map(|m| m.run_id) } else { None };
+    match date_dir.commit(&marker, flags.overwrite).await? {
         Commit::Committed => {
-            let removed = date_dir.remove_runs_except(Some(run_id)).await?;
+            failpoint("after-commit")?;
+            let removed = date_dir.remove_finished_runs(run_id, superseded.as_deref(), abandoned_after).await?;
             let seconds = stages.done("commit");
             tracing::info!(stage = "commit", run = %run_id, stale_runs_removed = removed.len(), seconds, "committed");
-            Ok(Outcome::Committed { manifest_url: manifest_location.url().to_string() })
+            Ok(Outcome::Committed { manifest_url: run_dir.join(MANIFEST_FILE).url().to_string() })
         }
         Commit::Lost(winner) => {
-            date_dir.run(run_id).delete_all().await?;
+            run_dir.delete_all().await?;
             let manifest_url = date_dir.location.join(&winner.manifest).url().to_string();
             if winner.fingerprint == *ours {
                 tracing::info!(stage = "commit", run = %winner.run_id, "another run committed the same result first");

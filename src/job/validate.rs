@@ -1,5 +1,5 @@
-//! `audience validate --config`: a job config, its input tables and its model
-//! artifact checked without running the job. The config's locations are
+//! `audience validate --config`: a job config, its input tables, its model
+//! artifact and its output root checked without running the job. The config's locations are
 //! opened with its `[storage.*]` settings when it is loaded, exactly as for
 //! `audience run`.
 
@@ -16,6 +16,7 @@ pub struct ConfigCheck {
 }
 
 pub async fn validate_config(config: &JobConfig) -> Result<ConfigCheck, JobError> {
+    config.output.check_writable_below().await?;
     let inputs = validate_world(&config.inputs).await?.into_result()?;
     let (_, model) = artifact::load(&config.model).await?;
     Ok(ConfigCheck { inputs, model_version: model.model_version })

@@ -97,12 +97,53 @@ pub async fn load(location: &Location) -> Result<(Model, Manifest), ModelError> 
             manifest.model_version
         )));
     }
+    check_sizes(&manifest, weights.len()).map_err(invalid)?;
     let scratch = tempfile::tempdir()?;
     let path = scratch.path().join(WEIGHTS_FILE);
     std::fs::write(&path, &weights)?;
     let mut model = Model::new(manifest.features.clone(), manifest.architecture.clone());
     model.vs.load(&path).map_err(|e| invalid(format!("{WEIGHTS_FILE} does not match model.json: {e}")))?;
     Ok((model, manifest))
+}
+
+/// Checks the sizes `model.json` declares before anything is allocated from
+/// them: each must be positive, and the f32 weights they imply must fit in
+/// the `weights_len` bytes of `model.safetensors` (which holds every weight).
+/// The error names the field that needs the most.
+fn check_sizes(manifest: &Manifest, weights_len: usize) -> Result<(), String> {
+    let features = &manifest.features;
+    let [width, hidden] = manifest.architecture.encoder;
+    let tower = manifest.architecture.tower;
+    let mut needs: Vec<(String, Option<i64>)> = Vec::new();
+    for (side_name, side) in [("user", &features.user), ("campaign", &features.campaign), ("pair", &features.pair)] {
+        for c in &side.categorical {
+            let field = format!("features.{side_name}.categorical[{:?}]", c.name);
+            if c.buckets < 1 || c.dim < 1 || c.slots < 1 {
+                return Err(format!("{MANIFEST_FILE}: {field} has buckets {}, dim {}, slots {} (each must be at least 1)", c.buckets, c.dim, c.slots));
+            }
+            needs.push((format!("{field}.buckets"), c.buckets.checked_add(1).and_then(|rows| rows.checked_mul(c.dim))));
+        }
+        let inputs = side.categorical.iter().try_fold(side.dense.len() as i64, |sum, c| sum.checked_add(c.dim));
+        needs.push((format!("architecture.encoder[0] (from features.{side_name})"), inputs.and_then(|n| n.checked_mul(width))));
+    }
+    for (field, size) in [("architecture.encoder[0]", width), ("architecture.encoder[1]", hidden), ("architecture.tower", tower)] {
+        if size < 1 {
+            return Err(format!("{MANIFEST_FILE}: {field} is {size} (must be at least 1)"));
+        }
+    }
+    needs.push(("architecture.encoder[1]".into(), width.checked_mul(hidden)));
+    let towers = manifest.architecture.tasks.len() as i64;
+    needs.push(("architecture.tower".into(), hidden.checked_mul(tower).and_then(|n| n.checked_mul(towers))));
+    let total = needs.iter().try_fold(0i64, |sum, (_, n)| n.and_then(|n| sum.checked_add(n)));
+    let fits = total.and_then(|n| n.checked_mul(4)).is_some_and(|bytes| bytes as u128 <= weights_len as u128);
+    if fits {
+        return Ok(());
+    }
+    let (field, largest) = needs.iter().max_by_key(|(_, n)| n.unwrap_or(i64::MAX)).expect("a model has layers");
+    let bytes = largest.map_or("more than 2^63".to_string(), |n| format!("{}", n as u128 * 4));
+    Err(format!(
+        "{MANIFEST_FILE}: {field} implies {bytes} bytes of weights, more than the {weights_len} bytes of {WEIGHTS_FILE}: the sizes in {MANIFEST_FILE} are wrong"
+    ))
 }
 
 /// A manifest for a freshly trained model (versions are filled in by [`save`]).

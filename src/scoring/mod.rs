@@ -68,6 +68,8 @@ pub enum ScoreError {
     Query { url: String, source: DataFusionError },
     #[error("scoring task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("scoring on the cluster did not finish within {seconds} s ([engine] timeout_seconds); are its executors alive?")]
+    Timeout { seconds: u64 },
 }
 
 impl ScoreError {
@@ -77,6 +79,7 @@ impl ScoreError {
             ScoreError::Model(e) => e.exit_code(),
             ScoreError::Batch(e) => e.exit_code(),
             ScoreError::Task(_) => ExitCode::Internal,
+            ScoreError::Timeout { .. } => ExitCode::Transient,
             ScoreError::Query { source, .. } => crate::exit_code::of_query(source),
         }
     }
@@ -213,6 +216,10 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let (ctx, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
+    if prepared.campaigns.is_empty() {
+        tracing::info!(date = %options.date, "no active campaign: nothing to score");
+        return Ok(merge(prepared, Vec::new(), started));
+    }
     let partitions = ctx.state().config().target_partitions();
     let total_users = count_rows(&ctx, "users").await.map_err(query)?;
     let mut users = ctx.table("users").await.map_err(query)?.select(USER_COLUMNS.map(col).to_vec()).map_err(query)?;

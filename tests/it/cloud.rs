@@ -25,13 +25,13 @@ const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     S3,
     Azure,
 }
 
 /// A fresh bucket (container) on one of the test servers.
-struct Bucket {
+pub(crate) struct Bucket {
     backend: Backend,
     name: String,
     /// `[storage.*]` settings for the job config (no credentials).
@@ -39,13 +39,13 @@ struct Bucket {
     /// The same plus credentials, for this process's own reads and writes.
     client_options: StorageOptions,
     /// Credentials for the job's process, passed in its environment.
-    env: Vec<(&'static str, String)>,
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 impl Bucket {
     /// Creates a bucket named after `scenario`, or returns `None` (skipped) when
     /// the servers are not running.
-    fn create(backend: Backend, scenario: &str) -> Option<Bucket> {
+    pub(crate) fn create(backend: Backend, scenario: &str) -> Option<Bucket> {
         let variable = match backend {
             Backend::S3 => "AUDIENCE_TEST_S3_ENDPOINT",
             Backend::Azure => "AZURITE_BLOB_STORAGE_URL",
@@ -85,7 +85,7 @@ impl Bucket {
         Some(Bucket { backend, name, config_options, client_options, env })
     }
 
-    fn url(&self, child: &str) -> String {
+    pub(crate) fn url(&self, child: &str) -> String {
         let scheme = match self.backend {
             Backend::S3 => "s3",
             Backend::Azure => "az",
@@ -93,7 +93,7 @@ impl Bucket {
         format!("{scheme}://{}/{child}", self.name)
     }
 
-    fn location(&self, child: &str) -> Location {
+    pub(crate) fn location(&self, child: &str) -> Location {
         Location::parse_with(&self.url(child), &self.client_options).unwrap()
     }
 

@@ -1,8 +1,9 @@
 //! The Ballista engine: a scheduler and executors started as separate
 //! `audience` processes on 127.0.0.1, the job run against them, and what it
-//! commits compared row for row with a local-engine run. Also: an executor
-//! killed mid-stage, and the plan codecs and planner resolving the job's
-//! operators the way the scheduler and executors do.
+//! commits compared row for row with a local-engine run. Also the cluster's
+//! fault tests (an executor killed mid-stage, a panicking scoring task, every
+//! executor killed, the scheduler killed), and the plan codecs and planner
+//! resolving the job's operators the way the scheduler and executors do.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -241,10 +242,10 @@ async fn local_baseline() -> (Setup, PathBuf) {
     (setup, out)
 }
 
-/// The same job config on `cluster`, and its output root.
-fn cluster_config(setup: &Setup, cluster: &Cluster) -> (PathBuf, PathBuf) {
+/// The same job config on `cluster` (with `extra` in `[engine]`), and its output root.
+fn cluster_config(setup: &Setup, cluster: &Cluster, extra: &str) -> (PathBuf, PathBuf) {
     let out = setup.dir.path().join("cluster");
-    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
+    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}\n{extra}", cluster.url());
     (config(setup, "cluster.toml", &out, &engine), out)
 }
 
@@ -254,7 +255,7 @@ async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine()
     let mut cluster = Cluster::start();
     cluster.add_executor(&[]);
     cluster.add_executor(&[]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "");
     let first = run(&on_cluster, &[]);
     assert_eq!(first.status.code(), Some(0), "{}\n{}", stderr(&first), cluster.logs());
     let expected = committed_rows(&local_out);
@@ -275,13 +276,13 @@ async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine()
 }
 
 #[tokio::test]
-async fn an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are_unchanged() {
+async fn fault_an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are_unchanged() {
     let (setup, local_out) = local_baseline().await;
     // Executor 0's scoring tasks hang (failpoint), so it is certainly
     // mid-task when killed; executor 1 joins while the job is running.
     let mut cluster = Cluster::start();
     cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "");
     let date = learnable_config().run_date.to_string();
     let job = Command::new(env!("CARGO_BIN_EXE_audience"))
         .args(["run", "--config", on_cluster.to_str().unwrap(), "--date", &date])
@@ -309,6 +310,84 @@ async fn an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are
     let rerun = run(&on_cluster, &[]);
     assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
     assert_eq!(rerun.stdout, output.stdout, "the rerun names the committed manifest");
+}
+
+/// `audience run` of the test date with `config`, started in the background.
+fn spawn_run(config: &Path) -> Child {
+    let date = learnable_config().run_date.to_string();
+    Command::new(env!("CARGO_BIN_EXE_audience"))
+        .args(["run", "--config", config.to_str().unwrap(), "--date", &date])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fault_a_panic_in_a_scoring_task_fails_the_job_cleanly_and_the_executor_survives() {
+    let setup = setup().await;
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[(audience::failpoint::ENV, "panic-scoring")]);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 120");
+    let started = Instant::now();
+    let output = wait_with_timeout(spawn_run(&on_cluster), Duration::from_secs(300));
+    assert!(started.elapsed() < Duration::from_secs(200), "the job hung: {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
+    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
+    cluster.executors[0].assert_running();
+    cluster.scheduler.assert_running();
+}
+
+/// Exactly one scoring task across the cluster fails with a retryable error
+/// (a failpoint with a budget of one): Ballista runs it again and the job
+/// commits the local engine's audiences.
+#[tokio::test]
+async fn fault_a_retryable_task_fault_is_retried_and_the_audiences_are_unchanged() {
+    let (setup, local_out) = local_baseline().await;
+    let budget = format!("{}:1", setup.dir.path().join("fault-budget").display());
+    let mut cluster = Cluster::start();
+    let env = [(audience::failpoint::ENV, "fail-scoring"), (audience::failpoint::BUDGET_ENV, budget.as_str())];
+    cluster.add_executor(&env);
+    cluster.add_executor(&env);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 240");
+    let output = wait_with_timeout(spawn_run(&on_cluster), Duration::from_secs(300));
+    assert_eq!(output.status.code(), Some(0), "{}\n{}", stderr(&output), cluster.logs());
+    let fired = cluster.logs().matches("failpoint fired: fail-scoring").count();
+    assert_eq!(fired, 1, "one fault across the cluster:\n{}", cluster.logs());
+    assert_eq!(committed_rows(&cluster_out), committed_rows(&local_out));
+}
+
+#[tokio::test]
+async fn fault_every_executor_killed_mid_job_exits_3_in_bounded_time() {
+    let setup = setup().await;
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 30");
+    let job = spawn_run(&on_cluster);
+    let started = Instant::now();
+    wait_until("the scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
+    cluster.executors[0].kill();
+    let output = wait_with_timeout(job, Duration::from_secs(300));
+    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
+    assert!(started.elapsed() < Duration::from_secs(150), "exit 3 after {:?}", started.elapsed());
+    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
+}
+
+#[tokio::test]
+async fn fault_the_scheduler_killed_mid_job_exits_3_in_bounded_time() {
+    let setup = setup().await;
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 30");
+    let job = spawn_run(&on_cluster);
+    let started = Instant::now();
+    wait_until("the scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
+    cluster.scheduler.kill();
+    let output = wait_with_timeout(job, Duration::from_secs(300));
+    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
+    assert!(started.elapsed() < Duration::from_secs(150), "exit 3 after {:?}", started.elapsed());
+    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
 }
 
 fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {

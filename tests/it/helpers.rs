@@ -201,3 +201,11 @@ pub async fn committed_audiences(output: &Location, date: chrono::NaiveDate) -> 
     }
     (run_id, rows)
 }
+
+/// The manifest a successful `run` printed the URL of.
+pub fn manifest_of(output: &std::process::Output) -> serde_json::Value {
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
+    let url = String::from_utf8(output.stdout.clone()).unwrap().trim().to_string();
+    let path = url.strip_prefix("file://").unwrap_or(&url);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}

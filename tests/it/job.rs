@@ -87,7 +87,8 @@ async fn a_run_commits_audiences_that_respect_every_rule_and_reruns_are_safe() {
 #[tokio::test]
 async fn a_crash_before_the_commit_leaves_no_success_and_the_next_run_recovers() {
     let setup = setup().await;
-    let config = setup.config("job.toml", "");
+    // In `[output]`: a crashed run counts as abandoned at once.
+    let config = setup.config("job.toml", "abandoned_after_minutes = 0\n");
     let date = learnable_config().run_date.to_string();
     let args = ["run", "--config", config.to_str().unwrap(), "--date", &date];
     let crashed = audience(&args, &[("AUDIENCE_FAILPOINT", "before-commit")]);
@@ -201,12 +202,4 @@ async fn the_next_date_warm_starts_from_the_last_run_and_reports_churn() {
         assert!(price_solution["overspend"].as_f64().unwrap() >= 0.0, "{price_solution:#}");
         assert!(price_solution["underspend"].as_f64().unwrap() >= 0.0, "{price_solution:#}");
     }
-}
-
-/// The manifest a successful `run` printed the URL of.
-fn manifest_of(output: &Output) -> serde_json::Value {
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
-    let url = String::from_utf8(output.stdout.clone()).unwrap().trim().to_string();
-    let path = url.strip_prefix("file://").unwrap_or(&url);
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
