@@ -165,7 +165,7 @@ fn create_azurite_container(endpoint: &str, name: &str) {
 
 /// Generates the learnable world and trains a one-epoch model straight into the
 /// bucket (DataFusion reads the training data from the server).
-async fn seed(bucket: &Bucket) {
+pub(crate) async fn seed(bucket: &Bucket) {
     generate(&bucket.location("world"), learnable_config(), false).await.unwrap();
     let options = TrainOptions { max_epochs: 1, validation_days: 2, test_days: 2, ..TrainOptions::default() };
     train_and_save(&bucket.location("world"), &bucket.location("model"), &options, None).await.unwrap();

@@ -189,10 +189,7 @@ fn date_dir(output: &Path) -> PathBuf {
 }
 
 fn run(config: &Path, extra: &[&str]) -> Output {
-    let date = learnable_config().run_date.to_string();
-    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
-    args.extend(extra);
-    crate::helpers::audience(&args, &[])
+    crate::helpers::run_job(config, extra, &[])
 }
 
 /// Every committed audience row, every column, as text (floats print in full).
@@ -334,6 +331,7 @@ async fn fault_a_panic_in_a_scoring_task_fails_the_job_cleanly_and_the_executor_
     let output = wait_with_timeout(spawn_run(&on_cluster), Duration::from_secs(300));
     assert!(started.elapsed() < Duration::from_secs(200), "the job hung: {:?}", started.elapsed());
     assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
+    crate::faults::observe("task panic", format!("exit 3 in {:.1} s: {}", started.elapsed().as_secs_f64(), crate::faults::last_line(&output)));
     assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
     cluster.executors[0].assert_running();
     cluster.scheduler.assert_running();
@@ -355,39 +353,37 @@ async fn fault_a_retryable_task_fault_is_retried_and_the_audiences_are_unchanged
     assert_eq!(output.status.code(), Some(0), "{}\n{}", stderr(&output), cluster.logs());
     let fired = cluster.logs().matches("failpoint fired: fail-scoring").count();
     assert_eq!(fired, 1, "one fault across the cluster:\n{}", cluster.logs());
+    crate::faults::observe("retryable task fault", "1 fault fired, exit 0, rows equal to the local engine's".into());
     assert_eq!(committed_rows(&cluster_out), committed_rows(&local_out));
+}
+
+/// A job whose only executor is stalled mid-task when `kill` strikes part of
+/// the cluster: exit 3 within a bounded time (`timeout_seconds = 30` at the
+/// latest), nothing committed.
+async fn killed_mid_job(scenario: &str, kill: impl FnOnce(&mut Cluster)) {
+    let setup = setup().await;
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
+    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 30");
+    let job = spawn_run(&on_cluster);
+    let started = Instant::now();
+    wait_until("the scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
+    kill(&mut cluster);
+    let output = wait_with_timeout(job, Duration::from_secs(300));
+    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
+    crate::faults::observe(scenario, format!("exit 3 after {:.1} s: {}", started.elapsed().as_secs_f64(), crate::faults::last_line(&output)));
+    assert!(started.elapsed() < Duration::from_secs(150), "exit 3 after {:?}", started.elapsed());
+    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
 }
 
 #[tokio::test]
 async fn fault_every_executor_killed_mid_job_exits_3_in_bounded_time() {
-    let setup = setup().await;
-    let mut cluster = Cluster::start();
-    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 30");
-    let job = spawn_run(&on_cluster);
-    let started = Instant::now();
-    wait_until("the scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
-    cluster.executors[0].kill();
-    let output = wait_with_timeout(job, Duration::from_secs(300));
-    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
-    assert!(started.elapsed() < Duration::from_secs(150), "exit 3 after {:?}", started.elapsed());
-    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
+    killed_mid_job("every executor killed", |cluster| cluster.executors[0].kill()).await;
 }
 
 #[tokio::test]
 async fn fault_the_scheduler_killed_mid_job_exits_3_in_bounded_time() {
-    let setup = setup().await;
-    let mut cluster = Cluster::start();
-    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 30");
-    let job = spawn_run(&on_cluster);
-    let started = Instant::now();
-    wait_until("the scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
-    cluster.scheduler.kill();
-    let output = wait_with_timeout(job, Duration::from_secs(300));
-    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
-    assert!(started.elapsed() < Duration::from_secs(150), "exit 3 after {:?}", started.elapsed());
-    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
+    killed_mid_job("scheduler killed", |cluster| cluster.scheduler.kill()).await;
 }
 
 fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {

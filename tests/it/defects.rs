@@ -13,10 +13,7 @@ use audience::job::run::RunManifest;
 use crate::helpers::*;
 
 fn run(config: &Path, extra: &[&str]) -> std::process::Output {
-    let date = learnable_config().run_date.to_string();
-    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
-    args.extend(extra);
-    audience(&args, &[])
+    run_job(config, extra, &[])
 }
 
 /// Writes `batch` as the file `name` of `table` (next to the files already there).
@@ -37,10 +34,7 @@ async fn audiences_in(output: &Path) -> Vec<(String, i64, f64)> {
 /// A config like `job.toml` writing to its own output root `name`.
 fn config_to(setup: &Setup, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let output = setup.dir.path().join(name);
-    let config = setup.config(&format!("{name}.toml"), "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(setup.output().to_str().unwrap(), output.to_str().unwrap());
-    std::fs::write(&config, text).unwrap();
-    (config, output)
+    (setup.config_at(&format!("{name}.toml"), &output, ""), output)
 }
 
 /// A1: a no-op retry removed every run directory but the committed one,

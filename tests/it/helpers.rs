@@ -132,12 +132,18 @@ impl Setup {
 
     /// Writes a config (with `extra` TOML appended) and returns its path.
     pub fn config(&self, name: &str, extra: &str) -> PathBuf {
+        self.config_at(name, &self.output(), extra)
+    }
+
+    /// Writes a config whose output root is `output` (`extra` appended,
+    /// still in `[output]` unless it opens a table); returns its path.
+    pub fn config_at(&self, name: &str, output: &Path, extra: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         let text = format!(
             "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n{extra}",
             self.world.display(),
             self.model.display(),
-            self.output().display()
+            output.display()
         );
         std::fs::write(&path, text).unwrap();
         path
@@ -173,6 +179,15 @@ pub fn audience(args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(k, v);
     }
     command.output().unwrap()
+}
+
+/// `audience run` of the test date (the learnable world's run date) with
+/// `config`, `extra` flags and `env`.
+pub fn run_job(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let date = learnable_config().run_date.to_string();
+    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
+    args.extend(extra);
+    audience(&args, env)
 }
 
 pub fn stderr(output: &Output) -> String {

@@ -12,10 +12,7 @@ use audience::world::World;
 use crate::helpers::*;
 
 fn run(config: &Path, extra: &[&str]) -> Output {
-    let date = learnable_config().run_date.to_string();
-    let mut args = vec!["run", "--config", config.to_str().unwrap(), "--date", &date];
-    args.extend(extra);
-    audience(&args, &[])
+    run_job(config, extra, &[])
 }
 
 #[tokio::test]
