@@ -36,6 +36,7 @@ pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, option
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let (_, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
+    // No job for the cluster when there is nothing to score.
     if prepared.campaigns.is_empty() {
         tracing::info!(date = %options.date, "no active campaign: nothing to score");
         return Ok(merge(prepared, Vec::new(), started));

@@ -51,7 +51,7 @@ impl ConfigFile {
 
 /// `text` with the user info of a URL replaced by `redacted`; any other text
 /// unchanged.
-pub fn redact_url(text: &str) -> String {
+fn redact_url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
             let _ = url.set_password(None);

@@ -212,14 +212,15 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
 
     let (campaigns, churn) =
         campaign_reports(&scored, &allocation, &members, config.allocation.privacy_floor, previous.as_ref()).await?;
+    let recorded = config.file.redacted();
     let manifest = RunManifest {
         run_id: run_id.clone(),
         date: ours.date.clone(),
         fingerprint: ours.clone(),
         inputs_root: inputs.url().to_string(),
-        model_uri: super::config::redact_url(&config.file.model.uri),
+        model_uri: recorded.model.uri.clone(),
         model_version: model_manifest.model_version.clone(),
-        config: config.file.redacted(),
+        config: recorded,
         users_scored: scored.users,
         eligible_pairs: scored.pairs(),
         campaigns,

@@ -216,10 +216,6 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let (ctx, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
-    if prepared.campaigns.is_empty() {
-        tracing::info!(date = %options.date, "no active campaign: nothing to score");
-        return Ok(merge(prepared, Vec::new(), started));
-    }
     let partitions = ctx.state().config().target_partitions();
     let total_users = count_rows(&ctx, "users").await.map_err(query)?;
     let mut users = ctx.table("users").await.map_err(query)?.select(USER_COLUMNS.map(col).to_vec()).map_err(query)?;

@@ -149,8 +149,10 @@ impl PartitionScorer {
         model.load_weights(&prepared.model.weights)?;
         let factorised = model.network.factorised();
         let rows = &prepared.campaign_rows.rows;
-        let cat = Tensor::from_slice(&rows.cat).view([rows.n as i64, -1]);
-        let dense = Tensor::from_slice(&rows.dense).view([rows.n as i64, -1]);
+        // Widths from the spec, not inferred: a date with no active campaign has zero rows.
+        let side = &prepared.model.spec.campaign;
+        let cat = Tensor::from_slice(&rows.cat).view([rows.n as i64, side.cat_width() as i64]);
+        let dense = Tensor::from_slice(&rows.dense).view([rows.n as i64, side.dense.len() as i64]);
         let campaign_parts = tch::no_grad(|| factorised.campaign_part(&cat, &dense));
         let campaigns = prepared.campaigns.len();
         Ok(PartitionScorer {
