@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 
 use audience::model::train::TrainOptions;
-use audience::model::workflow::train_and_save;
 use audience::storage::{Location, StorageError, StorageOptions};
 use audience::world::write::generate;
 use base64::Engine as _;
@@ -168,7 +167,7 @@ fn create_azurite_container(endpoint: &str, name: &str) {
 pub(crate) async fn seed(bucket: &Bucket) {
     generate(&bucket.location("world"), learnable_config(), false).await.unwrap();
     let options = TrainOptions { max_epochs: 1, validation_days: 2, test_days: 2, ..TrainOptions::default() };
-    train_and_save(&bucket.location("world"), &bucket.location("model"), &options, None).await.unwrap();
+    crate::helpers::train(&bucket.location("world"), &bucket.location("model"), &options).await;
 }
 
 fn write_config(dir: &std::path::Path, bucket: &Bucket, output: &str) -> std::path::PathBuf {

@@ -168,8 +168,27 @@ pub async fn setup() -> Setup {
     let (dir, world) = learnable_world().await;
     let model = dir.path().join("model");
     let options = TrainOptions { max_epochs: 1, validation_days: 2, test_days: 2, ..TrainOptions::default() };
-    train_and_save(&location(&world), &location(&model), &options, None).await.unwrap();
+    train(&location(&world), &location(&model), &options).await;
     Setup { dir, world, model }
+}
+
+/// Tests that draw from libtorch's random generator, one at a time. The
+/// generator is one per process (`tch::manual_seed`), and a thread that first
+/// uses libtorch takes its thread count from the last `set_num_threads` of any
+/// thread, so two tests training at once (or one after a scoring test) could
+/// get different weights from the same seed and data.
+pub fn libtorch_alone() -> std::sync::MutexGuard<'static, ()> {
+    static LIBTORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LIBTORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Trains and saves a model in this process, deterministically for its seed
+/// (alone, on a fixed number of libtorch threads: this machine's cores).
+pub async fn train(data: &Location, out: &Location, options: &TrainOptions) -> audience::model::artifact::Manifest {
+    let _alone = libtorch_alone();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tch::set_num_threads(cores as i32);
+    train_and_save(data, out, options, None).await.unwrap()
 }
 
 pub fn audience(args: &[&str], env: &[(&str, &str)]) -> Output {

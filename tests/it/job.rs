@@ -180,7 +180,7 @@ async fn the_next_date_warm_starts_from_the_last_run_and_reports_churn() {
     assert!(warm["warm_started_campaigns"].as_u64().unwrap() > 0);
     assert_eq!(cold["warm_started_campaigns"].as_u64(), Some(0));
     let (warm_iterations, cold_iterations) = (warm["solver_iterations"].as_u64().unwrap(), cold["solver_iterations"].as_u64().unwrap());
-    assert!(warm_iterations < cold_iterations, "warm {warm_iterations} vs cold {cold_iterations} iterations");
+    assert!(warm_iterations < cold_iterations, "warm {warm_iterations} vs cold {cold_iterations} iterations, model {}, gaps {} {}, values {} {}", warm["model_version"], warm["gap"], cold["gap"], warm["solver_value"], cold["solver_value"]);
     let (warm_gap, cold_gap) = (warm["gap"].as_f64().unwrap(), cold["gap"].as_f64().unwrap());
     assert!(warm_gap <= cold_gap + 0.002, "warm gap {warm_gap} vs cold {cold_gap}");
 

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use audience::model::train::TrainOptions;
-use audience::model::workflow::train_and_save;
 use audience::world::WorldConfig;
 use audience::world::write::generate;
 
@@ -24,7 +23,7 @@ async fn issue_15_every_channel_and_objective_is_served_and_budgets_are_spent() 
     let (world, model, output) = (dir.path().join("world"), dir.path().join("model"), dir.path().join("out"));
     generate(&location(&world), market_config(), false).await.unwrap();
     let options = TrainOptions { max_epochs: 1, validation_days: 1, test_days: 1, ..TrainOptions::default() };
-    train_and_save(&location(&world), &location(&model), &options, None).await.unwrap();
+    train(&location(&world), &location(&model), &options).await;
 
     let config = dir.path().join("job.toml");
     let text = format!(

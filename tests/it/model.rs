@@ -6,7 +6,7 @@ use std::path::Path;
 use audience::contract::Table;
 use audience::model::artifact::{self, MANIFEST_FILE, WEIGHTS_FILE};
 use audience::model::train::TrainOptions;
-use audience::model::workflow::{evaluate_saved, load_split, train_and_save};
+use audience::model::workflow::{evaluate_saved, load_split};
 
 use crate::helpers::*;
 
@@ -15,7 +15,7 @@ pub fn quick_options(seed: u64) -> TrainOptions {
 }
 
 async fn train_into(root: &Path, out: &Path, options: &TrainOptions) -> artifact::Manifest {
-    train_and_save(&location(root), &location(out), options, None).await.unwrap()
+    train(&location(root), &location(out), options).await
 }
 
 #[tokio::test]
@@ -32,7 +32,7 @@ async fn training_is_deterministic_and_the_model_learns_the_signal() {
     let other = train_into(&root, &dir.path().join("m3"), &quick_options(6)).await;
     assert_ne!(first.model_version, other.model_version, "the seed matters");
 
-    let (_, evaluation) = evaluate_saved(&location(&root), &location(&dir.path().join("m1"))).await.unwrap();
+    let (_, evaluation, _) = evaluate_saved(&location(&root), &location(&dir.path().join("m1"))).await.unwrap();
     let promo = evaluation
         .metrics
         .iter()
@@ -60,7 +60,7 @@ async fn the_artifact_records_what_it_was_trained_on_and_evaluation_covers_every
     assert_eq!(manifest.training.split_rows.iter().sum::<usize>(), 40_000);
     assert!(manifest.training.report.examples_per_second > 0.0);
 
-    let (_, evaluation) = evaluate_saved(&location(&root), &location(&out)).await.unwrap();
+    let (_, evaluation, _) = evaluate_saved(&location(&root), &location(&out)).await.unwrap();
     let tasks = evaluation.metrics.iter().filter(|m| m.slice == "all").count();
     assert_eq!(tasks, 8, "promo_stream on promotions, ad_stream on ads, 3 ancillary tasks on both channels");
     for channel in ["promotion", "ad"] {

@@ -25,6 +25,7 @@ use crate::helpers::learnable_world;
 use crate::model::quick_options;
 
 fn random_model(seed: i64) -> Model {
+    let _alone = libtorch_alone();
     tch::manual_seed(seed);
     Model::new(FeatureSpec::default(), Architecture::default())
 }
@@ -40,7 +41,10 @@ async fn the_factorised_path_equals_the_plain_forward_pass() {
     let split = data.split(2, 2).unwrap();
     // One epoch, so batch norm holds real statistics and normalisation is fitted.
     let options = TrainOptions { max_epochs: 1, ..quick_options(3) };
-    let (model, _) = train(&data, &split, &options, None).unwrap();
+    let (model, _) = {
+        let _alone = libtorch_alone();
+        train(&data, &split, &options, None).unwrap()
+    };
 
     // Users, campaigns and pair features from unrelated impressions.
     let mut rng = ChaCha8Rng::seed_from_u64(9);

@@ -14,7 +14,6 @@ use audience::model::dataset::Dataset;
 use audience::model::network::Inputs;
 use audience::model::torchscript::ScriptedModel;
 use audience::model::train::TrainOptions;
-use audience::model::workflow::train_and_save;
 use tch::Tensor;
 
 use crate::helpers::*;
@@ -55,7 +54,7 @@ async fn torchscript_export_scores_like_the_native_model() {
     let (dir, root) = small_world().await;
     let native_dir = dir.path().join("native");
     let options = TrainOptions { max_epochs: 1, validation_days: 1, test_days: 1, ..TrainOptions::default() };
-    train_and_save(&location(&root), &location(&native_dir), &options, None).await.unwrap();
+    crate::helpers::train(&location(&root), &location(&native_dir), &options).await;
     let scripted_dir = dir.path().join("scripted");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/export_torchscript.py");
     let export = std::process::Command::new(python).args([script, native_dir.to_str().unwrap(), scripted_dir.to_str().unwrap()]).output().unwrap();
