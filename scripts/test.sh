@@ -13,6 +13,14 @@ if ! ldconfig -p | grep -q libCbcSolver.so; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq coinor-libcbc-dev >/dev/null
 fi
 
+# The report tests render pages in a real browser: Debian's Chromium.
+if [ -z "${AUDIENCE_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+  echo "installing chromium (headless browser, for the report tests)"
+  sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
 # The TorchScript fixture test always runs (tests/data/torchscript). The export
 # round trip runs too when a Python with torch and safetensors is at hand (not
 # installed by default: torch's CUDA stack is ~4.7 GB). Create one with:

@@ -21,6 +21,8 @@ pub enum Error {
     Cluster(#[from] crate::cluster::process::ProcessError),
     #[error(transparent)]
     Bench(#[from] crate::scoring::bench::BenchError),
+    #[error(transparent)]
+    Report(#[from] crate::job::report::ReportError),
     /// Bad arguments or configuration detected by the caller.
     #[error("{0}")]
     Usage(String),
@@ -46,6 +48,7 @@ impl Error {
             Error::Demo(e) => e.exit_code(),
             Error::Cluster(e) => e.exit_code(),
             Error::Bench(e) => e.exit_code(),
+            Error::Report(e) => e.exit_code(),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! (object stores) are the floor; `world` (the synthetic world generator) builds
 //! on both; `allocate` (budgets, caps, floors) is pure and imports neither
 //! DataFusion nor object_store; `cluster` (the Ballista engine) builds on
-//! `scoring` and is used by `job` only; each layer's error knows its exit code
+//! `scoring` and is used by `job` only; `report` (HTML pages and their figures)
+//! is a floor too, filled in by `job` (the run report) and `model` (the model
+//! report); each layer's error knows its exit code
 //! (`exit_code`), and `error` gathers them for the binary. The design:
 //! docs/design.md.
 
@@ -20,6 +22,7 @@ pub mod job;
 pub mod measure;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod scoring;
 pub mod storage;
 pub mod tables;

@@ -1,11 +1,11 @@
-//! `run`, `backfill` and `demo`: the nightly job.
+//! `run`, `backfill`, `report` and `demo`: the nightly job.
 
 use std::path::PathBuf;
 
 use audience::Error;
 use audience::job::config::JobConfig;
 use audience::job::run::RunFlags;
-use audience::job::{demo, dry_run, run};
+use audience::job::{demo, dry_run, report, run};
 use audience::model::train::TrainOptions;
 use chrono::NaiveDate;
 use clap::Subcommand;
@@ -38,6 +38,18 @@ pub enum Command {
         to: NaiveDate,
         #[arg(long)]
         overwrite: bool,
+    },
+    /// Render a committed run's report.html again from its manifest.
+    Report {
+        /// The run's manifest.json (path or URL).
+        #[arg(long)]
+        manifest: String,
+        /// The model artifact whose metrics the report shows; default the manifest's model_uri.
+        #[arg(long)]
+        model: Option<String>,
+        /// Where to write the page; default report.html beside the manifest.
+        #[arg(long)]
+        out: Option<String>,
     },
     /// The end-to-end demo on local storage: generate a world, train a model,
     /// run the job for the world's run date, print the audiences' summary.
@@ -76,6 +88,9 @@ impl Command {
                         None => println!("{date}\talready committed"),
                     }
                 }
+            }
+            Command::Report { manifest, model, out } => {
+                println!("{}", report::render_again(&manifest, model.as_deref(), out.as_deref()).await?);
             }
             Command::Demo { out, world, epochs } => {
                 if epochs == 0 {

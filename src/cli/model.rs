@@ -32,6 +32,9 @@ pub enum Command {
         /// Also write the metrics as JSON to this local file.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// Also write the model report (precision-recall, calibration, tiers) to this HTML file.
+        #[arg(long)]
+        report: Option<String>,
     },
     /// Fine-tune a trained model's head on (a few) labels of one channel.
     Finetune {
@@ -108,14 +111,20 @@ impl Command {
                 );
                 println!("{out}");
             }
-            Command::Evaluate { data, model, json } => {
+            Command::Evaluate { data, model, json, report } => {
                 let (data, model) = (location(&data)?, location(&model)?);
-                let (manifest, evaluation) = evaluate_saved(&data, &model).await?;
+                let (manifest, evaluation, diagnostics) = evaluate_saved(&data, &model).await?;
                 println!("model {} on the test days of {data}: {} impressions", manifest.model_version, evaluation.test_examples);
                 print!("{}", evaluation.table());
                 if let Some(path) = json {
                     let text = serde_json::to_vec_pretty(&evaluation).expect("metrics serialise");
                     std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+                }
+                if let Some(out) = report {
+                    let html = audience::model::report::render(&manifest, data.url(), &evaluation, &diagnostics)
+                        .map_err(audience::job::report::ReportError::from)?;
+                    location(&out)?.write(html).await?;
+                    eprintln!("model report written to {out}");
                 }
             }
             Command::Finetune { data, model, out, task, source, labels, encoder_lr_scale, new_head, training } => {

@@ -39,6 +39,15 @@ pub fn stream_tier(streams_30d: i64) -> usize {
     TIER_BOUNDS.iter().take_while(|&&bound| streams_30d >= bound).count()
 }
 
+/// How reports name a tier: "tier 3 (5000-20000)", "tier 8 (>= 10000000)".
+pub fn tier_label(tier: usize) -> String {
+    let low = if tier == 0 { 0 } else { TIER_BOUNDS[tier - 1] };
+    match TIER_BOUNDS.get(tier) {
+        Some(high) => format!("tier {} ({low}-{high})", tier + 1),
+        None => format!("tier {} (>= {low})", tier + 1),
+    }
+}
+
 pub const CAMPAIGN_KINDS: [&str; 2] = ["ad", "promotion"];
 
 /// The channel of a campaign (`campaigns.kind`) or impression (`impressions.source`).

@@ -164,8 +164,8 @@ pub fn audience_file(campaign_id: &str) -> String {
     format!("audiences/campaign_id={campaign_id}/part-00000.parquet")
 }
 
-/// The files of `manifest`'s run missing under `run_dir`: its manifest and
-/// the audience file of every campaign with an audience.
+/// The files of `manifest`'s run missing under `run_dir`: its manifest, its
+/// report, and the audience file of every campaign with an audience.
 pub async fn missing_files(run_dir: &Location, manifest: &RunManifest) -> Result<Vec<String>, StorageError> {
     let present: std::collections::HashSet<String> =
         run_dir.list().await?.iter().map(|object| run_dir.url_of(&object.location)).collect();
@@ -174,6 +174,6 @@ pub async fn missing_files(run_dir: &Location, manifest: &RunManifest) -> Result
         .iter()
         .filter(|c| c.audience > 0)
         .map(|c| audience_file(&c.campaign_id))
-        .chain([MANIFEST_FILE.to_string()]);
+        .chain([MANIFEST_FILE.to_string(), super::report::REPORT_FILE.to_string()]);
     Ok(expected.map(|file| run_dir.join(&file).url().to_string()).filter(|url| !present.contains(url)).collect())
 }

@@ -115,17 +115,18 @@ impl Demo {
         out += &format!("job stages: {}\n", stages.join(", "));
         let steps: Vec<String> = self.steps.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
         out += &format!("demo steps: {}\n", steps.join(", "));
+        let run_dir = self.manifest_url.rsplit_once('/').map_or("", |(dir, _)| dir);
+        out += &format!("report: {run_dir}/{}\n", super::report::REPORT_FILE);
         out
     }
 
     /// Per channel × objective: active campaigns served and budget spent.
     pub fn market(&self) -> String {
-        let mut out = format!("{:<10} {:<8} {:>9} {:>8} {:>7} {:>12} {:>12} {:>7}\n", "kind", "goal", "campaigns", "served", "share", "budget", "spend", "spent");
-        for group in market_groups(&self.manifest) {
+        let mut out = format!("{:<19} {:>9} {:>8} {:>7} {:>12} {:>12} {:>7}\n", "kind / goal", "campaigns", "served", "share", "budget", "spend", "spent");
+        for group in self.manifest.by_market() {
             out += &format!(
-                "{:<10} {:<8} {:>9} {:>8} {:>6.1}% {:>12.2} {:>12.2} {:>6.1}%\n",
-                group.kind,
-                group.objective,
+                "{:<19} {:>9} {:>8} {:>6.1}% {:>12.2} {:>12.2} {:>6.1}%\n",
+                group.name,
                 group.campaigns,
                 group.served,
                 100.0 * group.served as f64 / group.campaigns.max(1) as f64,
@@ -136,43 +137,4 @@ impl Demo {
         }
         out
     }
-}
-
-/// Active campaigns of one channel and objective in a run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MarketGroup {
-    /// `ad`, `promotion`, or `all` for the total row.
-    pub kind: String,
-    pub objective: String,
-    pub campaigns: usize,
-    /// Campaigns that got an audience.
-    pub served: usize,
-    pub budget: f64,
-    pub spend: f64,
-}
-
-/// The run's campaigns grouped by channel × objective (sorted), then a total.
-pub fn market_groups(manifest: &RunManifest) -> Vec<MarketGroup> {
-    let empty = |kind: &str, objective: &str| MarketGroup {
-        kind: kind.to_string(),
-        objective: objective.to_string(),
-        campaigns: 0,
-        served: 0,
-        budget: 0.0,
-        spend: 0.0,
-    };
-    let mut groups: std::collections::BTreeMap<(String, String), MarketGroup> = Default::default();
-    let mut total = empty("all", "all");
-    for c in &manifest.campaigns {
-        let group = groups.entry((c.kind.clone(), c.objective.clone())).or_insert_with(|| empty(&c.kind, &c.objective));
-        for g in [&mut *group, &mut total] {
-            g.campaigns += 1;
-            g.served += (c.audience > 0) as usize;
-            g.budget += c.budget;
-            g.spend += c.spend;
-        }
-    }
-    let mut out: Vec<MarketGroup> = groups.into_values().collect();
-    out.push(total);
-    out
 }

@@ -3,7 +3,8 @@
 //! solver's price, churn against the previous run, why it was withheld; the
 //! solver's value, bound, gap, iterations and warm start; how far the pure
 //! price solution missed the budgets, and the constraints the committed
-//! solution breaks, which must be none; seconds per stage).
+//! solution breaks, which must be none; seconds per stage), and its totals by
+//! channel × objective and by stream tier.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,9 @@ pub struct CampaignReport {
     pub campaign_id: String,
     pub kind: String,
     pub objective: String,
+    /// The podcast's 30-day streams (its stream tier).
+    #[serde(default)]
+    pub podcast_streams: i64,
     pub eligible_users: u64,
     pub candidates: u64,
     pub audience: u64,
@@ -75,8 +79,15 @@ impl PriceSolutionReport {
     }
 }
 
+/// Bumped whenever a reader of an older manifest could not read this one
+/// (`audience report` refuses a manifest of another version).
+pub const MANIFEST_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunManifest {
+    /// [`MANIFEST_VERSION`] of the build that wrote it (0: written before versions).
+    #[serde(default)]
+    pub manifest_version: u32,
     pub run_id: String,
     pub date: String,
     pub fingerprint: Fingerprint,
@@ -155,6 +166,7 @@ pub async fn campaign_reports(
             campaign_id: campaign.campaign_id.clone(),
             kind: campaign.channel.as_str().to_string(),
             objective: format!("{:?}", campaign.objective).to_lowercase(),
+            podcast_streams: campaign.podcast_streams,
             eligible_users: scored.eligible[c],
             candidates: pool.len() as u64,
             audience: outcome.audience,
@@ -169,4 +181,67 @@ pub async fn campaign_reports(
         });
     }
     Ok((reports, previous.and_then(|_| total.churn())))
+}
+
+/// Totals over a group of a run's campaigns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// e.g. `promotion` / `stream`, `tier 2 (1000-5000)`, or `all`.
+    pub name: String,
+    pub campaigns: usize,
+    /// Campaigns that got an audience.
+    pub served: usize,
+    pub audience: u64,
+    pub budget: f64,
+    pub spend: f64,
+    pub expected_events: f64,
+}
+
+impl Group {
+    fn new(name: String) -> Group {
+        Group { name, campaigns: 0, served: 0, audience: 0, budget: 0.0, spend: 0.0, expected_events: 0.0 }
+    }
+
+    fn add(&mut self, c: &CampaignReport) {
+        self.campaigns += 1;
+        self.served += (c.audience > 0) as usize;
+        self.audience += c.audience;
+        self.budget += c.budget;
+        self.spend += c.spend;
+        self.expected_events += c.expected_events;
+    }
+
+    /// Spend per expected event (eCPS for stream campaigns).
+    pub fn expected_cost_per_event(&self) -> Option<f64> {
+        (self.expected_events > 0.0).then(|| self.spend / self.expected_events)
+    }
+}
+
+/// Groups `campaigns` by `key` (sorted by key), then a total named `all`.
+fn grouped<'a, K: Ord>(campaigns: impl Iterator<Item = &'a CampaignReport>, key: impl Fn(&CampaignReport) -> (K, String)) -> Vec<Group> {
+    let mut groups: BTreeMap<K, Group> = BTreeMap::new();
+    let mut total = Group::new("all".to_string());
+    for c in campaigns {
+        let (k, name) = key(c);
+        groups.entry(k).or_insert_with(|| Group::new(name)).add(c);
+        total.add(c);
+    }
+    groups.into_values().chain([total]).collect()
+}
+
+impl RunManifest {
+    /// The campaigns by channel × objective (named `kind / objective`), then all.
+    pub fn by_market(&self) -> Vec<Group> {
+        grouped(self.campaigns.iter(), |c| ((c.kind.clone(), c.objective.clone()), format!("{} / {}", c.kind, c.objective)))
+    }
+
+    /// The stream campaigns by their podcast's stream tier, then all stream
+    /// campaigns: expected events are streams, so cost per event is eCPS.
+    pub fn stream_campaigns_by_tier(&self) -> Vec<Group> {
+        let streams = self.campaigns.iter().filter(|c| c.objective == "stream");
+        grouped(streams, |c| {
+            let tier = crate::contract::stream_tier(c.podcast_streams);
+            (tier, crate::contract::tier_label(tier))
+        })
+    }
 }

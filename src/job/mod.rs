@@ -1,5 +1,5 @@
 //! The nightly job (docs/design.md §1 and §7): configuration, one run with its
-//! commit protocol, dry runs and backfills, config validation, the demo.
+//! commit protocol, its report, dry runs and backfills, config validation, the demo.
 
 pub mod audiences;
 pub mod commit;
@@ -8,5 +8,6 @@ pub mod demo;
 pub mod dry_run;
 pub mod manifest;
 pub mod previous;
+pub mod report;
 pub mod run;
 pub mod validate;

@@ -1,6 +1,6 @@
 //! One run of the nightly job: fingerprint → (no-op if committed) → validate →
 //! eligibility + fused scoring (in process, or on a Ballista cluster) → allocation → write audiences → manifest →
-//! commit. One structured log line per stage with counts and durations.
+//! report → commit. One structured log line per stage with counts and durations.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,7 +11,8 @@ use super::audiences::{Violations, allocation_input, members, violations, write_
 use super::commit::{Commit, DateDir, Fingerprint, MANIFEST_FILE, Marker, missing_files};
 use super::config::{Engine, JobConfig};
 pub use super::manifest::{CampaignReport, RunManifest};
-use super::manifest::{PreviousRunReport, PriceSolutionReport, campaign_reports};
+use super::manifest::{MANIFEST_VERSION, PreviousRunReport, PriceSolutionReport, campaign_reports};
+use super::report::{REPORT_FILE, parse_manifest, render};
 use super::previous;
 use crate::allocate::{self, Options as AllocateOptions};
 use crate::cluster::client::Cluster;
@@ -71,6 +72,8 @@ pub enum JobError {
     Failpoint(String),
     #[error("the allocation breaks its constraints ({0:?}); nothing was committed (a bug: please report it)")]
     Infeasible(Violations),
+    #[error(transparent)]
+    Report(#[from] super::report::ReportError),
 }
 
 impl JobError {
@@ -81,6 +84,7 @@ impl JobError {
             JobError::Model(e) => e.exit_code(),
             JobError::Score(e) => e.exit_code(),
             JobError::Allocate(_) | JobError::Infeasible(_) => ExitCode::Internal,
+            JobError::Report(e) => e.exit_code(),
             JobError::Conflict { .. } => ExitCode::Conflict,
             JobError::Failpoint(_) | JobError::Incomplete { .. } => ExitCode::Transient,
         }
@@ -214,6 +218,7 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         campaign_reports(&scored, &allocation, &members, config.allocation.privacy_floor, previous.as_ref()).await?;
     let recorded = config.file.redacted();
     let manifest = RunManifest {
+        manifest_version: MANIFEST_VERSION,
         run_id: run_id.clone(),
         date: ours.date.clone(),
         fingerprint: ours.clone(),
@@ -237,7 +242,12 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         timings: stages.timings.clone(),
     };
     let manifest_location = run_dir.join(MANIFEST_FILE);
-    manifest_location.write(serde_json::to_vec_pretty(&manifest).expect("manifest serialises")).await?;
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    // Drawn from the manifest as written (numbers as read back from its JSON),
+    // so that `audience report` draws the same page from the file later.
+    let report = render(&parse_manifest(manifest_location.url(), &json)?, &model_manifest)?;
+    manifest_location.write(json).await?;
+    run_dir.join(REPORT_FILE).write(report).await?;
     failpoint("before-commit")?;
     commit(&date_dir, &manifest, flags, config.abandoned_after(), &mut stages).await
 }

@@ -7,7 +7,7 @@ use tch::Tensor;
 use super::dataset::Dataset;
 use super::metrics::{average_precision, roc_auc};
 use super::network::{Inputs, Network, TASKS};
-use crate::contract::{Channel, LESS_STREAMED_BELOW, TIER_BOUNDS, stream_tier};
+use crate::contract::{Channel, LESS_STREAMED_BELOW, TIER_BOUNDS, stream_tier, tier_label};
 
 const PREDICT_BATCH: usize = 16_384;
 
@@ -34,12 +34,12 @@ pub fn stream_average_precision(
     average_precision(&scores, &labels)
 }
 
-fn channel_of(data: &Dataset, row: usize) -> Channel {
+pub(super) fn channel_of(data: &Dataset, row: usize) -> Channel {
     if data.is_ad[row] { Channel::Ad } else { Channel::Promotion }
 }
 
 /// Scores of `head` and values of label column `label` for the rows kept by `keep`.
-fn slice(
+pub(super) fn slice(
     predictions: &[f32],
     data: &Dataset,
     rows: &[i64],
@@ -86,29 +86,26 @@ fn metric(task: &str, channel: Channel, slice_name: String, scores: &[f32], labe
     }
 }
 
-fn tier_name(tier: usize) -> String {
-    let low = if tier == 0 { 0 } else { TIER_BOUNDS[tier - 1] };
-    match TIER_BOUNDS.get(tier) {
-        Some(high) => format!("tier {} ({low}-{high})", tier + 1),
-        None => format!("tier {} (>= {low})", tier + 1),
-    }
-}
+/// Each task head, the label column it predicts, and the channels it is evaluated on.
+pub(super) const HEAD_LABELS: [(usize, usize, &[Channel]); 5] = [
+    (0, 0, &[Channel::Promotion]),
+    (1, 0, &[Channel::Ad]),
+    (2, 1, &[Channel::Promotion, Channel::Ad]),
+    (3, 2, &[Channel::Promotion, Channel::Ad]),
+    (4, 3, &[Channel::Promotion, Channel::Ad]),
+];
 
 /// Evaluates `network` on `rows` (usually the test split).
 pub fn evaluate(network: &Network, data: &Dataset, rows: &[i64]) -> Evaluation {
-    let predictions = predict(network, &data.inputs, rows);
+    evaluate_predictions(&predict(network, &data.inputs, rows), data, rows)
+}
+
+/// The evaluation of `predictions` (as [`predict`] returns them) of `rows`.
+pub fn evaluate_predictions(predictions: &[f32], data: &Dataset, rows: &[i64]) -> Evaluation {
     let mut metrics = Vec::new();
-    // Task heads and the label column they predict.
-    let tasks: [(usize, usize, &[Channel]); 5] = [
-        (0, 0, &[Channel::Promotion]),
-        (1, 0, &[Channel::Ad]),
-        (2, 1, &[Channel::Promotion, Channel::Ad]),
-        (3, 2, &[Channel::Promotion, Channel::Ad]),
-        (4, 3, &[Channel::Promotion, Channel::Ad]),
-    ];
-    for (head, label, channels) in tasks {
+    for (head, label, channels) in HEAD_LABELS {
         for &channel in channels {
-            let (scores, labels) = slice(&predictions, data, rows, head, label, |i| channel_of(data, i) == channel);
+            let (scores, labels) = slice(predictions, data, rows, head, label, |i| channel_of(data, i) == channel);
             metrics.push(metric(TASKS[head], channel, "all".into(), &scores, &labels));
         }
     }
@@ -118,11 +115,11 @@ pub fn evaluate(network: &Network, data: &Dataset, rows: &[i64]) -> Evaluation {
         let head = crate::contract::stream_task(channel);
         for tier in 0..=TIER_BOUNDS.len() {
             let keep = |i: usize| channel_of(data, i) == channel && data.tier[i] as usize == tier;
-            let (scores, labels) = slice(&predictions, data, rows, head, 0, keep);
-            metrics.push(metric(TASKS[head], channel, tier_name(tier), &scores, &labels));
+            let (scores, labels) = slice(predictions, data, rows, head, 0, keep);
+            metrics.push(metric(TASKS[head], channel, tier_label(tier), &scores, &labels));
         }
         let keep = |i: usize| channel_of(data, i) == channel && (data.tier[i] as usize) < less_streamed_tiers;
-        let (scores, labels) = slice(&predictions, data, rows, head, 0, keep);
+        let (scores, labels) = slice(predictions, data, rows, head, 0, keep);
         metrics.push(metric(TASKS[head], channel, format!("less-streamed (< {LESS_STREAMED_BELOW})"), &scores, &labels));
     }
     Evaluation { test_examples: rows.len(), metrics }

@@ -2,16 +2,18 @@
 //! evaluation, the artifact format, experiments and TorchScript interop.
 //!
 //! Dependencies within: `features` → `network` → `dataset` → `train` /
-//! `evaluate` → `artifact` → `experiment`. Scoring uses `features`, `network` and
-//! `artifact` only.
+//! `evaluate` → `diagnostics` → `artifact` → `report` / `experiment`. Scoring
+//! uses `features`, `network` and `artifact` only.
 
 pub mod artifact;
 pub mod dataset;
+pub mod diagnostics;
 pub mod evaluate;
 pub mod experiment;
 pub mod features;
 pub mod metrics;
 pub mod network;
+pub mod report;
 pub mod torchscript;
 pub mod train;
 pub mod workflow;

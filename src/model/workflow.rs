@@ -3,7 +3,8 @@
 
 use super::artifact::{self, Manifest, Training};
 use super::dataset::{Dataset, Split};
-use super::evaluate::{Evaluation, evaluate};
+use super::diagnostics::{Diagnostics, diagnose};
+use super::evaluate::{Evaluation, evaluate, evaluate_predictions, predict};
 use super::train::{Recipe, TrainOptions, train};
 use crate::contract::Task;
 use super::{Model, ModelError};
@@ -55,10 +56,13 @@ pub async fn train_and_save(
 
 /// Evaluates the model at `model` on the test days of the world at `data`
 /// (split as the model was trained).
-pub async fn evaluate_saved(data: &Location, model: &Location) -> Result<(Manifest, Evaluation), ModelError> {
+/// Also returns the curves and calibration the model report draws.
+pub async fn evaluate_saved(data: &Location, model: &Location) -> Result<(Manifest, Evaluation, Diagnostics), ModelError> {
     let (model, manifest) = artifact::load(model).await?;
     let (dataset, split) = load_split(data, Some(&model), &manifest.training.report.options).await?;
-    Ok((manifest, evaluate(&model.network, &dataset, &split.test)))
+    let predictions = predict(&model.network, &dataset.inputs, &split.test);
+    let evaluation = evaluate_predictions(&predictions, &dataset, &split.test);
+    Ok((manifest, evaluation, diagnose(&predictions, &dataset, &split.test)))
 }
 
 /// Which impressions a fine-tune learns from.

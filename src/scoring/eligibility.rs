@@ -38,6 +38,8 @@ pub struct ActiveCampaign {
     pub campaign_id: String,
     pub channel: Channel,
     pub podcast_id: i64,
+    /// The podcast's `streams_30d` (its stream tier, for reports).
+    pub podcast_streams: i64,
     pub objective: Objective,
     /// Value of one objective event.
     pub priority: f64,
@@ -124,6 +126,7 @@ fn parse_campaigns(batch: &RecordBatch, date: NaiveDate) -> Result<Vec<Option<Ac
     let kinds = utf8("kind")?;
     let objectives = utf8("objective")?;
     let podcast = i64s("podcast_id")?.ok_or_else(|| DataFusionError::Plan("campaigns: no column podcast_id".into()))?;
+    let streams = i64s("streams_30d")?.ok_or_else(|| DataFusionError::Plan("podcasts: no column streams_30d".into()))?;
     let budget = required(f64s("budget")?, "budget")?;
     let total = f64s("total_budget")?;
     let spent = f64s("spent_to_date")?;
@@ -148,6 +151,7 @@ fn parse_campaigns(batch: &RecordBatch, date: NaiveDate) -> Result<Vec<Option<Ac
                 campaign_id: ids[row].clone(),
                 channel: if kinds[row] == "ad" { Channel::Ad } else { Channel::Promotion },
                 podcast_id: podcast[row]?,
+                podcast_streams: streams[row].unwrap_or(0),
                 objective: match objectives[row].as_str() {
                     "click" => Objective::Click,
                     "follow" => Objective::Follow,
@@ -326,6 +330,7 @@ mod tests {
             campaign_id: id.into(),
             channel,
             podcast_id,
+            podcast_streams: 0,
             objective: Objective::Stream,
             priority: 1.0,
             budget: 100.0,

@@ -13,6 +13,7 @@ mod job;
 mod libtorch;
 mod market;
 mod model;
+mod report;
 mod scoring;
 mod torchscript;
 mod validate;
