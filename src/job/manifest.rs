@@ -150,7 +150,8 @@ pub async fn campaign_reports(
     for (c, (campaign, outcome)) in scored.campaigns.iter().zip(&allocation.campaigns).enumerate() {
         let pool = &scored.pools[c];
         let per_user = campaign.impressions_per_user as f64;
-        let expected: f64 = members[c].iter().map(|&m| pool[m].p_objective as f64 * per_user).sum();
+        // A fold from +0.0: an empty sum of floats is -0.0, which would print as "-0.0".
+        let expected = members[c].iter().map(|&m| pool[m].p_objective as f64 * per_user).fold(0.0, |a, b| a + b);
         // At the exact cost (the allocator's is rounded up to f32).
         let spend = spend(campaign, &members[c]);
         let churn = match previous {
