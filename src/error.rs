@@ -23,6 +23,8 @@ pub enum Error {
     Bench(#[from] crate::scoring::bench::BenchError),
     #[error(transparent)]
     Report(#[from] crate::job::report::ReportError),
+    #[error(transparent)]
+    Ab(#[from] crate::ab::AbError),
     /// Bad arguments or configuration detected by the caller.
     #[error("{0}")]
     Usage(String),
@@ -49,6 +51,7 @@ impl Error {
             Error::Cluster(e) => e.exit_code(),
             Error::Bench(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
+            Error::Ab(e) => e.exit_code(),
         }
     }
 }

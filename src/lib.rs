@@ -7,10 +7,12 @@
 //! DataFusion nor object_store; `cluster` (the Ballista engine) builds on
 //! `scoring` and is used by `job` only; `report` (HTML pages and their figures)
 //! is a floor too, filled in by `job` (the run report) and `model` (the model
-//! report); each layer's error knows its exit code
+//! report); `ab` (the simulated budget-split A/B) sits on top of `job`,
+//! `model`, `scoring` and `world`; each layer's error knows its exit code
 //! (`exit_code`), and `error` gathers them for the binary. The design:
 //! docs/design.md.
 
+pub mod ab;
 pub mod allocate;
 pub mod cluster;
 pub mod contract;

@@ -82,6 +82,24 @@ pub enum Experiment {
         #[command(flatten)]
         training: TrainingArgs,
     },
+    /// The paper's online test simulated on the world's truth: a budget-split
+    /// A/B of the promotions-only baseline (A) and the five-task model (B).
+    Ab {
+        /// A generated world (its truth is rebuilt from world.json).
+        #[arg(long)]
+        data: String,
+        /// Training seeds: each retrains both models and redraws the user split.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        /// Also run on the world regenerated with each of these seeds.
+        #[arg(long, value_delimiter = ',')]
+        world_seeds: Vec<u64>,
+        /// Also write every figure as JSON to this local file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
     /// Cold start: fine-tune the promotions model on few ad labels vs from scratch.
     ColdStart {
         #[arg(long)]
@@ -156,6 +174,18 @@ impl Experiment {
                 let options = training.options()?;
                 let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
                 print!("{}", experiment::ablation(&dataset, &split, &options, &seeds)?.table());
+            }
+            Experiment::Ab { data, seeds, world_seeds, json, training } => {
+                if seeds.is_empty() {
+                    return Err(Error::Usage("--seeds needs at least one seed".into()));
+                }
+                let options = audience::ab::AbOptions { seeds, world_seeds, training: training.options()? };
+                let result = audience::ab::run(&location(&data)?, &options).await?;
+                print!("{}", result.table());
+                if let Some(path) = json {
+                    let text = serde_json::to_vec_pretty(&result.json()).expect("figures serialise");
+                    std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+                }
             }
             Experiment::ColdStart { data, labels, training } => {
                 let options = training.options()?;

@@ -181,6 +181,20 @@ impl Network {
         });
     }
 
+    /// Copies the tower of task `from` over the tower of task `to` (a
+    /// promotions-only model serving ads through its promotion-stream head).
+    pub fn copy_tower(&self, from: usize, to: usize) {
+        tch::no_grad(|| {
+            let ((from_a, from_b), (to_a, to_b)) = (&self.towers[from], &self.towers[to]);
+            for (source, target) in [(from_a, to_a), (from_b, to_b)] {
+                target.ws.shallow_clone().copy_(&source.ws);
+                if let (Some(source), Some(target)) = (&source.bs, &target.bs) {
+                    target.shallow_clone().copy_(source);
+                }
+            }
+        });
+    }
+
     /// Logits `[n, tasks]` of the plain forward pass on the concatenated input.
     pub fn forward_t(&self, x: &Inputs, train: bool) -> Tensor {
         let first = self.user_in.forward(&self.user.input(&x.user_cat, &x.user_dense))

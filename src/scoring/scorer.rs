@@ -84,7 +84,7 @@ impl Prepared {
 /// is identical on both engines. A u64 holds the sum of 4 billion pairs.
 const FIXED_POINT_ONE: f64 = 4_294_967_296.0;
 
-fn to_fixed(p: f32) -> u64 {
+pub(crate) fn to_fixed(p: f32) -> u64 {
     (p as f64 * FIXED_POINT_ONE).round() as u64
 }
 

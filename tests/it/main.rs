@@ -1,5 +1,6 @@
 //! Integration tests, one binary: shared helpers in `helpers`, one module per area.
 
+mod ab;
 mod allocate;
 mod cli;
 mod cluster;
