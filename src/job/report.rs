@@ -7,6 +7,7 @@
 use super::manifest::{CampaignReport, Group, MANIFEST_VERSION, RunManifest};
 use crate::exit_code::ExitCode;
 use crate::model::artifact;
+use crate::model::report::{METRIC_HEADERS, metric_row};
 use crate::report::charts::{bars, scatter_log};
 use crate::report::{Cell, ChartError, Page, Series};
 use crate::storage::Location;
@@ -285,24 +286,9 @@ fn model_section(page: &mut Page, model: &artifact::Manifest) -> Result<(), Repo
     let ap: Vec<f64> = overall.iter().map(|m| m.ap.unwrap_or(0.0)).collect();
     let figure = bars("Average precision per task and channel", "AP on the validation days", &names, ("AP", &ap), None)?;
     page.figures(vec![(figure, "The model's average precision per task head and channel on its validation days (from the artifact).".into())]);
-    let rows = model
-        .validation
-        .metrics
-        .iter()
-        .map(|m| {
-            vec![
-                Cell::text(&m.task),
-                Cell::text(&m.channel),
-                Cell::text(&m.slice),
-                Cell::count(m.examples as u64),
-                Cell::count(m.positives as u64),
-                Cell::maybe(m.ap, 4),
-                Cell::maybe(m.roc_auc, 4),
-            ]
-        })
-        .collect();
+    let rows = model.validation.metrics.iter().map(metric_row).collect();
     page.note("AP and ROC-AUC on the validation days, per task, channel and stream tier of the impression's podcast.");
-    page.table("model-table", &["task", "channel", "slice", "examples", "positives", "AP", "AUC"], rows, true);
+    page.table("model-table", &METRIC_HEADERS, rows, true);
     Ok(())
 }
 

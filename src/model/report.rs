@@ -100,9 +100,10 @@ pub fn render(model: &Manifest, data: &str, evaluation: &Evaluation, diagnostics
     Ok(page.finish())
 }
 
-const METRIC_HEADERS: [&str; 7] = ["task", "channel", "slice", "examples", "positives", "AP", "AUC"];
+pub const METRIC_HEADERS: [&str; 7] = ["task", "channel", "slice", "examples", "positives", "AP", "AUC"];
 
-fn metric_row(m: &super::evaluate::Metric) -> Vec<Cell> {
+/// A metric as a table row under [`METRIC_HEADERS`].
+pub fn metric_row(m: &super::evaluate::Metric) -> Vec<Cell> {
     vec![
         Cell::text(&m.task),
         Cell::text(&m.channel),

@@ -84,6 +84,14 @@ fn svg(title: &str, draw: impl FnOnce(&Area) -> DrawResult) -> Result<String, Ch
     Ok(out)
 }
 
+/// Every figure's frame: its title, margins, and room for the axes' labels
+/// (`y_labels` pixels left of the plot).
+fn frame<'a, 'b>(root: &'a Area<'b>, title: &str, y_labels: u32) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", 16)).margin(12).x_label_area_size(42).y_label_area_size(y_labels);
+    builder
+}
+
 /// Positive points on log-log axes sharing one range, with the line y = x
 /// named `diagonal` when given (e.g. "spend = budget").
 pub fn scatter_log(title: &str, x_desc: &str, y_desc: &str, series: &[Series], diagonal: Option<&str>) -> Result<String, ChartError> {
@@ -93,12 +101,7 @@ pub fn scatter_log(title: &str, x_desc: &str, y_desc: &str, series: &[Series], d
     let (low, high) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (low, high) = if low.is_finite() && high > low { (low / 1.5, high * 1.5) } else { (1.0, 10.0) };
     svg(title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d((low..high).log_scale(), (low..high).log_scale())?;
+        let mut chart = frame(root, title, 56).build_cartesian_2d((low..high).log_scale(), (low..high).log_scale())?;
         chart
             .configure_mesh()
             .x_desc(x_desc)
@@ -146,12 +149,7 @@ pub fn bars(
     let longest = categories.iter().map(|c| c.chars().count()).max().unwrap_or(0);
     let label_area = (longest as u32 * 7 + 12).clamp(40, 220);
     svg(title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(label_area)
-            .build_cartesian_2d(0.0..top, (0..n - 1).into_segmented())?;
+        let mut chart = frame(root, title, label_area).build_cartesian_2d(0.0..top, (0..n - 1).into_segmented())?;
         let label = |v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(r) | SegmentValue::Exact(r) => {
                 categories.get((n - 1 - r) as usize).cloned().unwrap_or_default()
@@ -203,12 +201,7 @@ pub fn lines(
     (diagonal, markers, legend): (Option<&str>, bool, Legend),
 ) -> Result<String, ChartError> {
     svg(title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x_range.clone(), y_range.clone())?;
+        let mut chart = frame(root, title, 56).build_cartesian_2d(x_range.clone(), y_range.clone())?;
         chart
             .configure_mesh()
             .x_desc(x_desc)

@@ -57,7 +57,6 @@ async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orde
     let config = audience::ab::arm_config(&halves[0]);
     let date = world.config.run_date;
     let chosen = choose(&halves[0], &Ranker::Oracle(&world), &features, &config, date).await.unwrap();
-    eprintln!("campaigns {} users {} eligible {} pool {} members {}", chosen.scored.campaigns.len(), chosen.scored.users, chosen.scored.pairs(), chosen.scored.pools.iter().map(Vec::len).sum::<usize>(), chosen.members.iter().map(Vec::len).sum::<usize>());
     assert!(chosen.members.iter().flatten().all(|&u| half_of(u, 5) == 0), "a member from the other half");
     for (campaign, members) in chosen.scored.campaigns.iter().zip(&chosen.members) {
         assert!(members.len() as f64 * campaign.cost_per_user() <= campaign.budget * (1.0 + 1e-9), "{} over its half budget", campaign.campaign_id);
