@@ -10,7 +10,7 @@ use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use datafusion::prelude::col;
 
-use super::AbError;
+use super::{AbError, campaign_in_world};
 use crate::allocate::{self, Options as AllocateOptions};
 use crate::hashing::{hash_bytes, splitmix64};
 use crate::job::audiences::{allocation_input, members};
@@ -26,6 +26,12 @@ use crate::world::World;
 /// What ranks the users of an arm.
 pub enum Ranker<'a> {
     Model(&'a Model),
+    Reference(Reference<'a>),
+}
+
+/// The arms that score pairs without a model.
+#[derive(Clone, Copy)]
+pub enum Reference<'a> {
     /// The world's true probabilities (the ceiling).
     Oracle(&'a World),
     /// Uniform draws, seeded (the floor).
@@ -46,7 +52,7 @@ pub async fn choose(half: &Location, ranker: &Ranker<'_>, features: &Model, conf
     let options = config.score_options(date);
     let scored = match ranker {
         Ranker::Model(model) => score(half, model, &options).await?,
-        Ranker::Oracle(_) | Ranker::Random(_) => score_by(half, features, &options, ranker).await?,
+        Ranker::Reference(reference) => score_by(half, features, &options, *reference).await?,
     };
     let (specs, table) = allocation_input(&scored, config.allocation.objective);
     let allocate_options = AllocateOptions {
@@ -67,7 +73,7 @@ pub async fn choose(half: &Location, ranker: &Ranker<'_>, features: &Model, conf
 /// The job's candidate pools with each eligible pair scored by the world's
 /// truth or a seeded draw instead of a model: the same eligibility, pool
 /// sizes and order.
-async fn score_by(half: &Location, features: &Model, options: &crate::scoring::ScoreOptions, ranker: &Ranker<'_>) -> Result<Scored, AbError> {
+async fn score_by(half: &Location, features: &Model, options: &crate::scoring::ScoreOptions, reference: Reference<'_>) -> Result<Scored, AbError> {
     let started = std::time::Instant::now();
     let (ctx, prepared) = prepare(half, &ModelParts::of(features)?, options).await?;
     let batches: Vec<RecordBatch> = ctx.table("users").await?.select(USER_COLUMNS.map(col).to_vec())?.collect().await?;
@@ -81,15 +87,9 @@ async fn score_by(half: &Location, features: &Model, options: &crate::scoring::S
     };
     let seeds: Vec<u64> = campaigns.iter().map(|c| hash_bytes(c.campaign_id.as_bytes())).collect();
     let heads: Vec<usize> = campaigns.iter().map(|c| c.objective.head(c.channel)).collect();
-    let in_world = |world: &World| -> Result<Vec<usize>, AbError> {
-        campaigns
-            .iter()
-            .map(|c| world.campaigns.iter().position(|w| w.campaign_id == c.campaign_id).ok_or_else(|| AbError::NotInWorld(c.campaign_id.clone())))
-            .collect()
-    };
-    let world_campaigns = match ranker {
-        Ranker::Oracle(world) => in_world(world)?,
-        _ => Vec::new(),
+    let world_campaigns: Vec<usize> = match reference {
+        Reference::Oracle(world) => campaigns.iter().map(|c| campaign_in_world(world, &c.campaign_id)).collect::<Result<_, _>>()?,
+        Reference::Random(_) => Vec::new(),
     };
     for batch in &batches {
         let users = encode_users(&features.spec, "users", batch)?;
@@ -99,13 +99,12 @@ async fn score_by(half: &Location, features: &Model, options: &crate::scoring::S
         for (c, rows) in rows.iter().enumerate() {
             for &row in rows {
                 let user_id = users.user_id[row as usize];
-                let probabilities = match ranker {
-                    Ranker::Oracle(world) => {
+                let probabilities = match reference {
+                    Reference::Oracle(world) => {
                         let user = truths[row as usize].get_or_insert_with(|| world.user(user_id as u64 - 1));
                         world.params.probabilities(&world.exposure(user, world_campaigns[c], options.hour))
                     }
-                    Ranker::Random(seed) => [uniform(*seed, user_id, seeds[c]); 5],
-                    Ranker::Model(_) => unreachable!("models score through the job's scorer"),
+                    Reference::Random(seed) => [uniform(seed, user_id, seeds[c]); 5],
                 };
                 let p = probabilities[heads[c]];
                 result.eligible[c] += 1;

@@ -25,7 +25,7 @@ use crate::model::train::{Recipe, TrainOptions, train};
 use crate::model::workflow::load_split;
 use crate::storage::Location;
 use crate::world::{World, WorldConfig};
-use arms::{Ranker, choose};
+use arms::{Ranker, Reference, choose};
 use outcomes::{Outcome, outcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,11 @@ pub async fn world_config(data: &Location) -> Result<WorldConfig, AbError> {
     serde_json::from_value(manifest["config"].clone()).map_err(|e| no_truth(e.to_string()))
 }
 
+/// Where campaign `id` is in the world's truth.
+pub fn campaign_in_world(world: &World, id: &str) -> Result<usize, AbError> {
+    world.campaigns.iter().position(|c| c.campaign_id == id).ok_or_else(|| AbError::NotInWorld(id.to_string()))
+}
+
 /// The baseline's recipe (the ablation's A) and the five-task model's.
 pub fn recipes() -> (Recipe, Recipe) {
     (ablation_recipes().remove(0), Recipe::joint())
@@ -145,13 +150,14 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
             for (name, half, ranker) in [("A", 0, Ranker::Model(&model_a)), ("B", 1, Ranker::Model(&model_b))] {
                 let chosen = choose(&halves[half], &ranker, &model_b, &job, date).await?;
                 budgets.insert(name.to_string(), chosen.scored.campaigns.iter().map(|c| c.budget).sum());
-                arms.insert(name.to_string(), outcome(&world, &chosen, hour));
+                arms.insert(name.to_string(), outcome(&world, &chosen, hour)?);
             }
-            for (name, ranker) in [("oracle", Ranker::Oracle(&world)), ("random", Ranker::Random(seed))] {
+            for (name, reference) in [("oracle", Reference::Oracle(&world)), ("random", Reference::Random(seed))] {
+                let ranker = Ranker::Reference(reference);
                 let mut per_half = Vec::new();
                 for half in &halves {
                     let chosen = choose(half, &ranker, &model_b, &job, date).await?;
-                    per_half.push(outcome(&world, &chosen, hour));
+                    per_half.push(outcome(&world, &chosen, hour)?);
                 }
                 arms.insert(name.to_string(), Outcome::mean(&per_half));
             }
@@ -165,14 +171,7 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
 /// The job's default config, on a half world (nothing is written: only
 /// scoring and allocation settings are read).
 pub fn arm_config(half: &Location) -> JobConfig {
-    let file = crate::job::config::ConfigFile {
-        inputs: crate::job::config::Inputs { root: half.url().to_string() },
-        model: crate::job::config::ModelSource { uri: half.url().to_string() },
-        output: crate::job::config::Output { root: half.join("unused-output").url().to_string(), abandoned_after_minutes: 360 },
-        allocation: Default::default(),
-        scoring: Default::default(),
-        engine: Default::default(),
-        storage: Default::default(),
-    };
+    let (root, unused) = (half.url().to_string(), half.join("unused-output").url().to_string());
+    let file = crate::job::config::ConfigFile::with_defaults(root.clone(), root, unused);
     JobConfig::try_from(file).expect("the default config is valid")
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::arms::Chosen;
+use super::{AbError, campaign_in_world};
 use crate::contract::{Channel, LESS_STREAMED_BELOW, TIER_BOUNDS, stream_task, stream_tier};
 use crate::world::World;
 
@@ -129,13 +130,13 @@ impl Outcome {
 }
 
 /// The true outcome of `chosen`, the audiences of an arm in `world`.
-pub fn outcome(world: &World, chosen: &Chosen, hour: u8) -> Outcome {
+pub fn outcome(world: &World, chosen: &Chosen, hour: u8) -> Result<Outcome, AbError> {
     let mut out = Outcome { all: Slices::new(), promotion: Slices::new(), ad: Slices::new() };
     for (campaign, members) in chosen.scored.campaigns.iter().zip(&chosen.members) {
         if members.is_empty() {
             continue;
         }
-        let c = world.campaigns.iter().position(|w| w.campaign_id == campaign.campaign_id).expect("a campaign of the world");
+        let c = campaign_in_world(world, &campaign.campaign_id)?;
         let per_user = campaign.impressions_per_user as f64;
         let stream = stream_task(campaign.channel);
         let mut totals = Totals { campaigns: 1, users: members.len() as u64, ..Default::default() };
@@ -158,5 +159,5 @@ pub fn outcome(world: &World, chosen: &Chosen, hour: u8) -> Outcome {
             }
         }
     }
-    out
+    Ok(out)
 }

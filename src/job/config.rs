@@ -123,6 +123,22 @@ pub struct Output {
     pub abandoned_after_minutes: u64,
 }
 
+impl ConfigFile {
+    /// A config reading `inputs` and `model` and writing under `output`, every
+    /// other setting at its default.
+    pub fn with_defaults(inputs: String, model: String, output: String) -> ConfigFile {
+        ConfigFile {
+            inputs: Inputs { root: inputs },
+            model: ModelSource { uri: model },
+            output: Output { root: output, abandoned_after_minutes: default_abandoned_after_minutes() },
+            allocation: Default::default(),
+            scoring: Default::default(),
+            engine: Default::default(),
+            storage: Default::default(),
+        }
+    }
+}
+
 fn default_abandoned_after_minutes() -> u64 {
     360
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::config::{ConfigFile, Inputs, JobConfig, ModelSource, Output};
+use super::config::{ConfigFile, JobConfig};
 use super::run::{JobError, RunFlags, RunManifest, run};
 use crate::model::train::TrainOptions;
 use crate::model::workflow::train_and_save;
@@ -46,15 +46,7 @@ impl DemoError {
 /// The demo's job config: everything under `dir`.
 pub fn config(dir: &Path) -> JobConfig {
     let at = |child: &str| dir.join(child).display().to_string();
-    let file = ConfigFile {
-        inputs: Inputs { root: at("world") },
-        model: ModelSource { uri: at("model") },
-        output: Output { root: at("audiences"), abandoned_after_minutes: 360 },
-        allocation: Default::default(),
-        scoring: Default::default(),
-        engine: Default::default(),
-        storage: Default::default(),
-    };
+    let file = ConfigFile::with_defaults(at("world"), at("model"), at("audiences"));
     JobConfig::try_from(file).expect("the demo's config is valid")
 }
 

@@ -173,11 +173,10 @@ fn campaigns(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
         .campaigns
         .iter()
         .map(|c| {
-            vec![
-                Cell::text(&c.campaign_id),
-                Cell::text(&c.kind),
-                Cell::text(&c.objective),
-                Cell::number(crate::contract::stream_tier(c.podcast_streams) as f64, (crate::contract::stream_tier(c.podcast_streams) + 1).to_string()),
+            let tier = crate::contract::stream_tier(c.podcast_streams);
+            let mut row = campaign_cells(c);
+            row.extend([
+                Cell::number(tier as f64, (tier + 1).to_string()),
                 Cell::count(c.eligible_users),
                 Cell::count(c.audience),
                 Cell::number(c.spend, money(c.spend)),
@@ -187,7 +186,8 @@ fn campaigns(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
                 Cell::maybe(c.expected_ecps, 3),
                 Cell::maybe(c.price, 3),
                 Cell::maybe(c.churn.map(|c| 100.0 * c), 1),
-            ]
+            ]);
+            row
         })
         .collect();
     page.note("Click a column's header to sort by it. Expected events are of the campaign's objective; price is the budget's shadow price from the solver; churn is the share of this and the previous run's audience in only one of them (%).");
@@ -198,6 +198,11 @@ fn campaigns(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
         true,
     );
     Ok(())
+}
+
+/// A campaign's first cells in both campaign tables: id, kind, objective.
+fn campaign_cells(c: &CampaignReport) -> Vec<Cell> {
+    vec![Cell::text(&c.campaign_id), Cell::text(&c.kind), Cell::text(&c.objective)]
 }
 
 fn withheld(page: &mut Page, campaigns: &[CampaignReport]) {
@@ -211,14 +216,9 @@ fn withheld(page: &mut Page, campaigns: &[CampaignReport]) {
     let rows = withheld
         .iter()
         .map(|c| {
-            vec![
-                Cell::text(&c.campaign_id),
-                Cell::text(&c.kind),
-                Cell::text(&c.objective),
-                Cell::count(c.eligible_users),
-                Cell::number(c.budget, money(c.budget)),
-                Cell::text(c.withheld.clone().unwrap_or_default()),
-            ]
+            let mut row = campaign_cells(c);
+            row.extend([Cell::count(c.eligible_users), Cell::number(c.budget, money(c.budget)), Cell::text(c.withheld.clone().unwrap_or_default())]);
+            row
         })
         .collect();
     page.table("withheld-table", &["campaign", "kind", "objective", "eligible", "budget", "reason"], rows, true);

@@ -102,20 +102,22 @@ pub struct Page {
     title: String,
     body: String,
     figures: usize,
+    in_section: bool,
 }
 
 impl Page {
     pub fn new(title: &str, subtitle: &str) -> Page {
         let body = format!("<h1>{}</h1>\n<p class=\"note\">{}</p>\n", escape(title), escape(subtitle));
-        Page { title: title.to_string(), body, figures: 0 }
+        Page { title: title.to_string(), body, figures: 0, in_section: false }
     }
 
     /// Starts a section `<section id="{id}">` with its heading; sections end
     /// where the next begins.
     pub fn section(&mut self, id: &str, heading: &str) {
-        if self.body.contains("<section") {
+        if self.in_section {
             self.body.push_str("</section>\n");
         }
+        self.in_section = true;
         let _ = writeln!(self.body, "<section id=\"{}\">\n<h2>{}</h2>", escape(id), escape(heading));
     }
 
@@ -174,14 +176,9 @@ impl Page {
         self.body.push_str("</tbody></table></div>\n");
     }
 
-    /// Figures added so far.
-    pub fn figure_count(&self) -> usize {
-        self.figures
-    }
-
     /// The whole document.
     pub fn finish(mut self) -> String {
-        if self.body.contains("<section") {
+        if self.in_section {
             self.body.push_str("</section>\n");
         }
         format!(

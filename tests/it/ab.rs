@@ -3,7 +3,7 @@
 //! beats both models and both beat random in true expected streams, and the
 //! expected outcomes agree with a Monte Carlo draw of them.
 
-use audience::ab::arms::{Ranker, choose};
+use audience::ab::arms::{Ranker, Reference, choose};
 use audience::ab::outcomes::outcome;
 use audience::ab::split::{half_of, split_world};
 use audience::ab::{AbOptions, world_config};
@@ -56,13 +56,13 @@ async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orde
     };
     let config = audience::ab::arm_config(&halves[0]);
     let date = world.config.run_date;
-    let chosen = choose(&halves[0], &Ranker::Oracle(&world), &features, &config, date).await.unwrap();
+    let chosen = choose(&halves[0], &Ranker::Reference(Reference::Oracle(&world)), &features, &config, date).await.unwrap();
     assert!(chosen.members.iter().flatten().all(|&u| half_of(u, 5) == 0), "a member from the other half");
     for (campaign, members) in chosen.scored.campaigns.iter().zip(&chosen.members) {
         assert!(members.len() as f64 * campaign.cost_per_user() <= campaign.budget * (1.0 + 1e-9), "{} over its half budget", campaign.campaign_id);
     }
     let hour = config.score_options(date).hour;
-    let expected = outcome(&world, &chosen, hour).all.overall.true_streams;
+    let expected = outcome(&world, &chosen, hour).unwrap().all.overall.true_streams;
     let (mut drawn, mut variance) = (0.0, 0.0);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for (campaign, members) in chosen.scored.campaigns.iter().zip(&chosen.members) {
