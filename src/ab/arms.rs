@@ -17,7 +17,7 @@ use crate::job::audiences::{allocation_input, members};
 use crate::job::config::JobConfig;
 use crate::model::Model;
 use crate::model::features::encode_users;
-use crate::scoring::pool::{Candidate, Pool};
+use crate::scoring::pool::Candidate;
 use crate::scoring::scorer::{PartitionResult, eligible_pairs, to_fixed};
 use crate::scoring::{ModelParts, Scored, USER_COLUMNS, merge, prepare, score};
 use crate::storage::Location;
@@ -78,13 +78,7 @@ async fn score_by(half: &Location, features: &Model, options: &crate::scoring::S
     let (ctx, prepared) = prepare(half, &ModelParts::of(features)?, options).await?;
     let batches: Vec<RecordBatch> = ctx.table("users").await?.select(USER_COLUMNS.map(col).to_vec())?.collect().await?;
     let campaigns = &prepared.campaigns;
-    let mut result = PartitionResult {
-        pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
-        eligible: vec![0; campaigns.len()],
-        p_sum: vec![0; campaigns.len()],
-        users: 0,
-        all_head_pairs: 0,
-    };
+    let mut result = PartitionResult::empty(&prepared);
     let seeds: Vec<u64> = campaigns.iter().map(|c| hash_bytes(c.campaign_id.as_bytes())).collect();
     let heads: Vec<usize> = campaigns.iter().map(|c| c.objective.head(c.channel)).collect();
     let world_campaigns: Vec<usize> = match reference {
@@ -99,17 +93,16 @@ async fn score_by(half: &Location, features: &Model, options: &crate::scoring::S
         for (c, rows) in rows.iter().enumerate() {
             for &row in rows {
                 let user_id = users.user_id[row as usize];
-                let probabilities = match reference {
+                let p = match reference {
                     Reference::Oracle(world) => {
                         let user = truths[row as usize].get_or_insert_with(|| world.user(user_id as u64 - 1));
-                        world.params.probabilities(&world.exposure(user, world_campaigns[c], options.hour))
+                        world.params.probabilities(&world.exposure(user, world_campaigns[c], options.hour))[heads[c]]
                     }
-                    Reference::Random(seed) => [uniform(seed, user_id, seeds[c]); 5],
+                    Reference::Random(seed) => uniform(seed, user_id, seeds[c]),
                 };
-                let p = probabilities[heads[c]];
                 result.eligible[c] += 1;
                 result.p_sum[c] += to_fixed(p);
-                result.pools[c].offer(Candidate::new(user_id, seeds[c], p, probabilities));
+                result.pools[c].offer(Candidate::new(user_id, seeds[c], p));
             }
         }
     }

@@ -4,6 +4,7 @@ use audience::Error;
 use audience::allocate::{Solver, Valuation};
 use audience::allocate::bench::BenchOptions;
 use audience::scoring::bench::BenchOptions as ScoreBenchOptions;
+use audience::model::fused::{Precision, bf16_supported};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -32,12 +33,21 @@ pub enum Command {
         users: u64,
         #[arg(long, default_value_t = 200)]
         campaigns: u64,
-        /// Users in the naive path's sample.
+        /// Users in the naive path's sample (0: skip the naive path).
         #[arg(long, default_value_t = 5_000)]
         naive_users: usize,
         /// Score this world instead of generating one.
         #[arg(long)]
         data: Option<String>,
+        /// Score with this trained model instead of a random one.
+        #[arg(long)]
+        model: Option<String>,
+        /// Precisions to run, comma separated (default: fp32, and bf16 where the CPU has AVX-512 BF16).
+        #[arg(long, value_delimiter = ',')]
+        precision: Vec<Precision>,
+        /// Also run on one partition (one core).
+        #[arg(long)]
+        one_partition: bool,
     },
 }
 
@@ -50,11 +60,24 @@ impl Command {
                 }
                 audience::allocate::bench::run(&BenchOptions { candidates, campaigns, solvers: solver, objective, seed, warm_start });
             }
-            Command::Score { users, campaigns, naive_users, data } => {
-                if users == 0 || campaigns == 0 || naive_users == 0 {
-                    return Err(Error::Usage("--users, --campaigns and --naive-users must be at least 1".into()));
+            Command::Score { users, campaigns, naive_users, data, model, precision, one_partition } => {
+                if users == 0 || campaigns == 0 {
+                    return Err(Error::Usage("--users and --campaigns must be at least 1".into()));
                 }
-                audience::scoring::bench::run(&ScoreBenchOptions { users, campaigns, naive_users, data }).await?;
+                let precisions = if precision.is_empty() {
+                    let mut all = vec![Precision::Fp32];
+                    if bf16_supported() {
+                        all.push(Precision::Bf16);
+                    }
+                    all
+                } else {
+                    precision
+                };
+                for p in &precisions {
+                    p.check().map_err(|e| Error::Usage(e.to_string()))?;
+                }
+                let options = ScoreBenchOptions { users, campaigns, naive_users, data, model, precisions, one_partition };
+                audience::scoring::bench::run(&options).await?;
             }
         }
         println!("{}", audience::measure::peak_rss_line());

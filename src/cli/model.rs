@@ -3,7 +3,9 @@
 use audience::Error;
 use audience::contract::Task;
 use audience::model::train::TrainOptions;
-use audience::model::workflow::{Finetune, Source, evaluate_saved, finetune, load_split, train_and_save};
+use audience::model::evaluate::Evaluation;
+use audience::model::fused::Precision;
+use audience::model::workflow::{Finetune, Source, evaluate_saved, evaluate_saved_in, finetune, load_split, train_and_save};
 use audience::model::{experiment, probe_libtorch};
 use clap::{Args, Subcommand};
 
@@ -35,6 +37,10 @@ pub enum Command {
         /// Also write the model report (precision-recall, calibration, tiers) to this HTML file.
         #[arg(long)]
         report: Option<String>,
+        /// Also evaluate with the scoring kernel in this precision (bf16) and
+        /// print its AP next to fp32's.
+        #[arg(long)]
+        precision: Option<Precision>,
     },
     /// Fine-tune a trained model's head on (a few) labels of one channel.
     Finetune {
@@ -129,11 +135,15 @@ impl Command {
                 );
                 println!("{out}");
             }
-            Command::Evaluate { data, model, json, report } => {
-                let (data, model) = (location(&data)?, location(&model)?);
-                let (manifest, evaluation, diagnostics) = evaluate_saved(&data, &model).await?;
+            Command::Evaluate { data, model, json, report, precision } => {
+                let (data, model_url) = (location(&data)?, location(&model)?);
+                let (manifest, evaluation, diagnostics) = evaluate_saved(&data, &model_url).await?;
                 println!("model {} on the test days of {data}: {} impressions", manifest.model_version, evaluation.test_examples);
                 print!("{}", evaluation.table());
+                if let Some(precision) = precision {
+                    let other = evaluate_saved_in(&data, &model_url, precision).await?;
+                    print!("{}", compare_ap(&evaluation, &other, precision));
+                }
                 if let Some(path) = json {
                     let text = serde_json::to_vec_pretty(&evaluation).expect("metrics serialise");
                     std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
@@ -233,4 +243,16 @@ impl TrainingArgs {
             ..TrainOptions::default()
         })
     }
+}
+
+/// AP per task head and channel (all tiers), fp32 next to `precision`, with
+/// the relative difference.
+fn compare_ap(fp32: &Evaluation, other: &Evaluation, precision: Precision) -> String {
+    let mut out = format!("AP, the scoring kernel in {} vs fp32 (the plain forward pass):\n", precision.as_str());
+    for (a, b) in fp32.metrics.iter().zip(&other.metrics).filter(|(a, _)| a.slice == "all") {
+        if let (Some(x), Some(y)) = (a.ap, b.ap) {
+            out += &format!("  {:<13} {:<9} fp32 {x:.5}  {} {y:.5}  {:+.3}%\n", a.task, a.channel, precision.as_str(), 100.0 * (y - x) / x);
+        }
+    }
+    out
 }

@@ -52,6 +52,7 @@ pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, option
         slack: options.slack,
         hour: options.hour,
         batch_rows: options.batch_rows,
+        precision: options.precision,
         storage: cluster.storage.clone(),
         campaign_ids: prepared.campaigns.iter().map(|c| c.campaign_id.clone()).collect(),
     };

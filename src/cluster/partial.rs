@@ -1,7 +1,6 @@
 //! One partition's scoring result as Arrow rows, so executors can return it
 //! through Ballista: its pools' candidates plus its counts (eligible pairs and
-//! the fixed-point probability sum per campaign, users scored, pairs that got
-//! all five heads). Decoding rebuilds
+//! the fixed-point probability sum per campaign, users scored). Decoding rebuilds
 //! the same pools, so the client merges them exactly as the local engine does.
 
 use std::sync::Arc;
@@ -10,8 +9,7 @@ use arrow::array::{ArrayRef, AsArray, Float32Array, Int64Array, RecordBatch, UIn
 use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt32Type, UInt64Type};
 
 use crate::hashing::hash_bytes;
-use crate::contract::TASKS;
-use crate::scoring::pool::{Candidate, Pool};
+use crate::scoring::pool::Candidate;
 use crate::scoring::scorer::{PartitionResult, Prepared};
 
 /// What a row holds.
@@ -20,8 +18,6 @@ const CANDIDATE: u8 = 0;
 const ELIGIBLE: u8 = 1;
 /// `count` = users scored by the partition.
 const USERS: u8 = 2;
-/// `count` = pairs that got all five heads.
-const ALL_HEAD_PAIRS: u8 = 3;
 /// `count` = fixed-point sum of `campaign`'s objective probability.
 const P_SUM: u8 = 4;
 
@@ -31,7 +27,6 @@ pub fn schema() -> SchemaRef {
         Field::new("campaign", DataType::UInt32, false),
         Field::new("user_id", DataType::Int64, false),
     ];
-    fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
     fields.push(Field::new("p_objective", DataType::Float32, false));
     fields.push(Field::new("count", DataType::UInt64, false));
     Arc::new(Schema::new(fields))
@@ -42,7 +37,6 @@ struct Rows {
     kind: Vec<u8>,
     campaign: Vec<u32>,
     user_id: Vec<i64>,
-    probabilities: [Vec<f32>; 5],
     p_objective: Vec<f32>,
     count: Vec<u64>,
 }
@@ -52,9 +46,6 @@ impl Rows {
         self.kind.push(kind);
         self.campaign.push(campaign as u32);
         self.user_id.push(candidate.map_or(0, |c| c.user_id));
-        for (task, column) in self.probabilities.iter_mut().enumerate() {
-            column.push(candidate.map_or(0.0, |c| c.probabilities[task]));
-        }
         self.p_objective.push(candidate.map_or(0.0, |c| c.p_objective));
         self.count.push(count);
     }
@@ -64,7 +55,6 @@ impl Rows {
 pub fn encode(result: PartitionResult) -> RecordBatch {
     let mut rows = Rows::default();
     rows.push(USERS, 0, None, result.users);
-    rows.push(ALL_HEAD_PAIRS, 0, None, result.all_head_pairs);
     for (c, ((pool, eligible), p_sum)) in result.pools.into_iter().zip(result.eligible).zip(result.p_sum).enumerate() {
         rows.push(ELIGIBLE, c, None, eligible);
         rows.push(P_SUM, c, None, p_sum);
@@ -77,7 +67,6 @@ pub fn encode(result: PartitionResult) -> RecordBatch {
         Arc::new(UInt32Array::from(rows.campaign)),
         Arc::new(Int64Array::from(rows.user_id)),
     ];
-    columns.extend(rows.probabilities.into_iter().map(|p| Arc::new(Float32Array::from(p)) as ArrayRef));
     columns.push(Arc::new(Float32Array::from(rows.p_objective)));
     columns.push(Arc::new(UInt64Array::from(rows.count)));
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
@@ -97,9 +86,8 @@ pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut Partit
     let kind = column(0).as_primitive::<UInt8Type>();
     let campaign = column(1).as_primitive::<UInt32Type>();
     let user_id = column(2).as_primitive::<Int64Type>();
-    let probabilities: Vec<&arrow::array::Float32Array> = (3..8).map(|i| column(i).as_primitive::<Float32Type>()).collect();
-    let p_objective = column(8).as_primitive::<Float32Type>();
-    let count = column(9).as_primitive::<UInt64Type>();
+    let p_objective = column(3).as_primitive::<Float32Type>();
+    let count = column(4).as_primitive::<UInt64Type>();
     let campaigns = prepared.campaigns.len();
     for row in 0..batch.num_rows() {
         let c = campaign.value(row) as usize;
@@ -108,13 +96,11 @@ pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut Partit
         }
         match kind.value(row) {
             USERS => result.users += count.value(row),
-            ALL_HEAD_PAIRS => result.all_head_pairs += count.value(row),
             ELIGIBLE => result.eligible[c] += count.value(row),
             P_SUM => result.p_sum[c] += count.value(row),
             CANDIDATE => {
-                let p: [f32; 5] = std::array::from_fn(|task| probabilities[task].value(row));
                 let seed = hash_bytes(prepared.campaigns[c].campaign_id.as_bytes());
-                result.pools[c].offer(Candidate::new(user_id.value(row), seed, p_objective.value(row), p));
+                result.pools[c].offer(Candidate::new(user_id.value(row), seed, p_objective.value(row)));
             }
             other => return Err(Malformed(format!("row kind {other}"))),
         }
@@ -124,11 +110,5 @@ pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut Partit
 
 /// An empty result with `prepared`'s pool sizes, to decode into.
 pub fn empty(prepared: &Prepared) -> PartitionResult {
-    PartitionResult {
-        pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
-        eligible: vec![0; prepared.campaigns.len()],
-        p_sum: vec![0; prepared.campaigns.len()],
-        users: 0,
-        all_head_pairs: 0,
-    }
+    PartitionResult::empty(prepared)
 }

@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::model::fused::Precision;
 use crate::scoring::ScoreOptions;
 use crate::storage::StorageOptions;
 
@@ -22,6 +23,9 @@ pub struct ScoreSpec {
     pub slack: f64,
     pub hour: u8,
     pub batch_rows: usize,
+    /// The number format of the per-pair layers (each executor checks its CPU).
+    #[serde(default)]
+    pub precision: Precision,
     /// Client settings for the object stores (never credentials; see `StorageOptions::check`).
     pub storage: StorageOptions,
     /// Active campaign ids, in the client's order.
@@ -40,6 +44,6 @@ impl ScoreSpec {
     /// The scoring options an executor prepares with.
     pub fn options(&self) -> Result<ScoreOptions, chrono::ParseError> {
         let date = NaiveDate::parse_from_str(&self.date, "%Y-%m-%d")?;
-        Ok(ScoreOptions { slack: self.slack, hour: self.hour, batch_rows: self.batch_rows, partitions: 1, ..ScoreOptions::new(date) })
+        Ok(ScoreOptions { slack: self.slack, hour: self.hour, batch_rows: self.batch_rows, partitions: 1, precision: self.precision, ..ScoreOptions::new(date) })
     }
 }

@@ -119,10 +119,16 @@ pub fn spend(campaign: &ActiveCampaign, members: &[usize]) -> f64 {
 }
 
 /// Writes one Parquet file per campaign with an audience (`members` from
-/// [`members`], in rank order); returns rows written.
-pub async fn write_audiences(run_dir: &Location, scored: &Scored, members: &[Vec<usize>]) -> Result<u64, JobError> {
+/// [`members`], in rank order, with their five probabilities from
+/// [`crate::scoring::members`]); returns rows written.
+pub async fn write_audiences(
+    run_dir: &Location,
+    scored: &Scored,
+    members: &[Vec<usize>],
+    probabilities: &[Vec<[f32; 5]>],
+) -> Result<u64, JobError> {
     let mut written = 0;
-    for (c, members) in members.iter().enumerate() {
+    for (c, (members, probabilities)) in members.iter().zip(probabilities).enumerate() {
         if members.is_empty() {
             continue;
         }
@@ -139,7 +145,7 @@ pub async fn write_audiences(run_dir: &Location, scored: &Scored, members: &[Vec
             Arc::new(Float64Array::from(vec![campaign.cost_per_user(); n])),
         ];
         for task in 0..TASKS.len() {
-            columns.push(Arc::new(Float32Array::from_iter_values(members.iter().map(|&m| pool[m].probabilities[task]))));
+            columns.push(Arc::new(Float32Array::from_iter_values(probabilities.iter().map(|p| p[task]))));
         }
         let batch = RecordBatch::try_new(audience_schema(), columns).expect("columns match the schema");
         let file = run_dir.join(&audience_file(&campaign.campaign_id));

@@ -22,6 +22,7 @@ use crate::contract::{CAMPAIGN_ID_PATTERN, Table};
 use crate::exit_code::ExitCode;
 use crate::failpoint;
 use crate::model::{Model, artifact};
+use crate::scoring::members::member_probabilities;
 use crate::scoring::{Scored, score};
 use crate::storage::Location;
 
@@ -208,9 +209,13 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         "allocated"
     );
 
+    let probabilities = member_probabilities(inputs, &model, &scored, &members, config.file.scoring.hour).await?;
+    let seconds = stages.done("probabilities");
+    tracing::info!(stage = "probabilities", members = members.iter().map(Vec::len).sum::<usize>(), seconds, "members' task probabilities");
+
     let run_id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
     let run_dir = date_dir.run(&run_id);
-    let written = write_audiences(&run_dir, &scored, &members).await?;
+    let written = write_audiences(&run_dir, &scored, &members, &probabilities).await?;
     let seconds = stages.done("write");
     tracing::info!(stage = "write", run = %run_id, rows = written, seconds, "audiences written");
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::dataset::Dataset;
+use super::fused::{Kernel, Precision, PrecisionError};
 use super::metrics::{average_precision, roc_auc};
 use super::network::{Inputs, Network, TASKS};
 use crate::contract::{Channel, LESS_STREAMED_BELOW, TIER_BOUNDS, stream_tier, tier_label};
@@ -20,6 +21,20 @@ pub fn predict(network: &Network, inputs: &Inputs, rows: &[i64]) -> Vec<f32> {
         out.extend(Vec::<f32>::try_from(probabilities.view([-1])).expect("float probabilities"));
     }
     out
+}
+
+/// As [`predict`], with the layers after the first in `precision` through the
+/// scoring kernel ([`super::fused`]); the first layer in fp32, as scoring
+/// computes it.
+pub fn predict_in(network: &Network, inputs: &Inputs, rows: &[i64], precision: Precision) -> Result<Vec<f32>, PrecisionError> {
+    let factorised = network.factorised();
+    let mut kernel = Kernel::new(&factorised.layers(), precision)?;
+    let mut out = Vec::with_capacity(rows.len() * TASKS.len());
+    for chunk in rows.chunks(PREDICT_BATCH) {
+        let first = factorised.first_layer(&inputs.select(&Tensor::from_slice(chunk))).contiguous();
+        out.extend(kernel.all_heads(&Vec::<f32>::try_from(first.view([-1])).expect("float activations")));
+    }
+    Ok(out)
 }
 
 /// AP of `head` on the stream label of the `channel` impressions among `rows`.

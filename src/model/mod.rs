@@ -11,6 +11,7 @@ pub mod diagnostics;
 pub mod evaluate;
 pub mod experiment;
 pub mod features;
+pub mod fused;
 pub mod metrics;
 pub mod network;
 pub mod report;
@@ -72,6 +73,8 @@ pub enum ModelError {
     Torch(#[from] TchError),
     #[error("local scratch file: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Precision(#[from] fused::PrecisionError),
     /// A bad artifact, option or experiment setting.
     #[error("{0}")]
     Invalid(String),
@@ -80,7 +83,7 @@ pub enum ModelError {
 impl ModelError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ModelError::Feature(_) | ModelError::Invalid(_) => ExitCode::Invalid,
+            ModelError::Feature(_) | ModelError::Invalid(_) | ModelError::Precision(_) => ExitCode::Invalid,
             ModelError::Storage(e) => e.exit_code(),
             ModelError::Dataset(e) => e.exit_code(),
             ModelError::Torch(_) | ModelError::Io(_) => ExitCode::Internal,

@@ -233,6 +233,7 @@ impl Network {
             let shift = beta - &self.norm.running_mean * &scale;
             let fold = |linear: &nn::Linear| &linear.ws * scale.unsqueeze(1);
             let linear = |l: &nn::Linear| (l.ws.shallow_clone(), l.bs.as_ref().map(Tensor::shallow_clone));
+            let shallow = |l: &nn::Linear| nn::Linear { ws: l.ws.shallow_clone(), bs: l.bs.as_ref().map(Tensor::shallow_clone) };
             Factorised {
                 user: self.user.shallow_clone(),
                 campaign: self.campaign.shallow_clone(),
@@ -242,7 +243,7 @@ impl Network {
                 pair_in: fold(&self.pair_in).transpose(0, 1).contiguous(),
                 bias: self.campaign_in.bs.as_ref().expect("campaign_in has the bias") * &scale + shift,
                 hidden: linear(&self.hidden),
-                towers: Towers::stack(&self.towers),
+                towers: self.towers.iter().map(|(a, b)| (shallow(a), shallow(b))).collect(),
             }
         })
     }
@@ -257,52 +258,39 @@ pub struct Factorised {
     pair: Part,
     user_in: Tensor,
     campaign_in: Tensor,
-    /// Transposed, `[pair features, width]`, for `addmm`.
+    /// Transposed, `[pair features, width]`.
     pair_in: Tensor,
     bias: Tensor,
     hidden: Layer,
-    towers: Towers,
+    towers: Vec<(nn::Linear, nn::Linear)>,
 }
 
-/// All towers stacked so that every head costs one GEMM together: first
-/// layers as one `[tasks × tower, hidden]` matrix, second layers as `[tasks, tower]`.
-struct Towers {
-    first: Tensor,
-    first_bias: Tensor,
-    second: Tensor,
-    second_bias: Tensor,
-    width: i64,
+/// The layers after the first, as the fused kernel takes them.
+pub struct PairLayers {
+    /// `[hidden, width]` and `[hidden]`.
+    pub hidden_weight: Tensor,
+    pub hidden_bias: Tensor,
+    pub towers: Vec<TowerWeights>,
 }
 
-impl Towers {
-    fn stack(towers: &[(nn::Linear, nn::Linear)]) -> Towers {
-        let bias = |l: &nn::Linear| l.bs.as_ref().expect("tower layers have biases").shallow_clone();
-        Towers {
-            first: Tensor::cat(&towers.iter().map(|(a, _)| a.ws.shallow_clone()).collect::<Vec<_>>(), 0),
-            first_bias: Tensor::cat(&towers.iter().map(|(a, _)| bias(a)).collect::<Vec<_>>(), 0),
-            second: Tensor::cat(&towers.iter().map(|(_, b)| b.ws.shallow_clone()).collect::<Vec<_>>(), 0),
-            second_bias: Tensor::cat(&towers.iter().map(|(_, b)| bias(b)).collect::<Vec<_>>(), 0),
-            width: towers[0].0.ws.size()[0],
-        }
-    }
+/// One task's tower: `[tower, hidden]`, `[tower]`, then its last unit.
+pub struct TowerWeights {
+    pub first_weight: Tensor,
+    pub first_bias: Tensor,
+    pub second_weight: Vec<f32>,
+    pub second_bias: f32,
+}
 
-    /// Logits `[k, tasks.len()]`; contiguous runs of tasks share one GEMM.
-    fn logits(&self, shared: &Tensor, tasks: &[usize]) -> Tensor {
-        let count = self.second.size()[0] as usize;
-        if tasks.len() == count && tasks.iter().enumerate().all(|(i, &t)| i == t) {
-            return self.block(shared, 0, count as i64);
-        }
-        Tensor::cat(&tasks.iter().map(|&t| self.block(shared, t as i64, 1)).collect::<Vec<_>>(), 1)
-    }
+/// The pair part of the first layer as an affine map of the raw pair
+/// features: `Σ_k p_k · scale[k] + shift` (normalisation folded in).
+pub struct PairTerms {
+    /// `[pair features][width]`.
+    pub scale: Vec<Vec<f32>>,
+    pub shift: Vec<f32>,
+}
 
-    /// Logits of tasks `from .. from + n`.
-    fn block(&self, shared: &Tensor, from: i64, n: i64) -> Tensor {
-        let w = self.width;
-        let hidden = shared.linear(&self.first.narrow(0, from * w, n * w), Some(&self.first_bias.narrow(0, from * w, n * w))).relu();
-        let k = hidden.size()[0];
-        (hidden.view([k, n, w]) * self.second.narrow(0, from, n)).sum_dim_intlist(2, false, Kind::Float)
-            + self.second_bias.narrow(0, from, n)
-    }
+fn floats(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.contiguous().view([-1])).expect("float tensor")
 }
 
 impl Factorised {
@@ -316,24 +304,44 @@ impl Factorised {
         self.campaign.input(cat, dense).linear::<Tensor>(&self.campaign_in, None) + &self.bias
     }
 
-    /// First-layer pre-activations `[k, width]`: gathered user parts (updated in
-    /// place) plus one campaign's part plus the pair part of raw pair features `[k, pair]`.
-    pub fn combine(&self, mut user_parts: Tensor, campaign_part: &Tensor, pair: &Tensor) -> Tensor {
-        let _ = user_parts.g_add_(campaign_part);
-        let _ = user_parts.addmm_(&self.pair.normalise(pair), &self.pair_in);
-        user_parts
+    /// The pair part of the first layer in closed form.
+    pub fn pair_terms(&self) -> PairTerms {
+        tch::no_grad(|| {
+            let scale = &self.pair_in / self.pair.std.unsqueeze(1);
+            let shift = -(self.pair.mean.unsqueeze(1) * &scale).sum_dim_intlist(0, false, Kind::Float);
+            let features = scale.size()[0];
+            PairTerms { scale: (0..features).map(|k| floats(&scale.get(k))).collect(), shift: floats(&shift) }
+        })
     }
 
-    /// The shared representation `[k, hidden]` from first-layer pre-activations.
-    pub fn shared(&self, mut first: Tensor) -> Tensor {
-        let _ = first.relu_();
-        let mut shared = first.linear(&self.hidden.0, self.hidden.1.as_ref());
-        let _ = shared.relu_();
-        shared
+    /// First-layer activations `[n, width]` (after the ReLU) of whole inputs.
+    pub fn first_layer(&self, x: &Inputs) -> Tensor {
+        tch::no_grad(|| {
+            let first = self.user_part(&x.user_cat, &x.user_dense)
+                + self.campaign_part(&x.campaign_cat, &x.campaign_dense)
+                + self.pair.normalise(&x.pair).matmul(&self.pair_in);
+            first.relu()
+        })
     }
 
-    /// Logits `[k, tasks.len()]` of `tasks` from the shared representation.
-    pub fn heads(&self, shared: &Tensor, tasks: &[usize]) -> Tensor {
-        self.towers.logits(shared, tasks)
+    /// The hidden layer and the towers.
+    pub fn layers(&self) -> PairLayers {
+        tch::no_grad(|| {
+            let bias = |l: &nn::Linear| l.bs.as_ref().expect("tower layers have biases").copy();
+            PairLayers {
+                hidden_weight: self.hidden.0.copy(),
+                hidden_bias: self.hidden.1.as_ref().expect("the hidden layer has a bias").copy(),
+                towers: self
+                    .towers
+                    .iter()
+                    .map(|(a, b)| TowerWeights {
+                        first_weight: a.ws.copy(),
+                        first_bias: bias(a),
+                        second_weight: floats(&b.ws),
+                        second_bias: floats(&bias(b))[0],
+                    })
+                    .collect(),
+            }
+        })
     }
 }

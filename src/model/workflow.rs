@@ -4,7 +4,8 @@
 use super::artifact::{self, Manifest, Training};
 use super::dataset::{Dataset, Split};
 use super::diagnostics::{Diagnostics, diagnose};
-use super::evaluate::{Evaluation, evaluate, evaluate_predictions, predict};
+use super::evaluate::{Evaluation, evaluate, evaluate_predictions, predict, predict_in};
+use super::fused::Precision;
 use super::train::{Recipe, TrainOptions, train};
 use crate::contract::Task;
 use super::{Model, ModelError};
@@ -63,6 +64,15 @@ pub async fn evaluate_saved(data: &Location, model: &Location) -> Result<(Manife
     let predictions = predict(&model.network, &dataset.inputs, &split.test);
     let evaluation = evaluate_predictions(&predictions, &dataset, &split.test);
     Ok((manifest, evaluation, diagnose(&predictions, &dataset, &split.test)))
+}
+
+/// The saved model's evaluation on the test days with its layers after the
+/// first in `precision` (the scoring kernel's arithmetic).
+pub async fn evaluate_saved_in(data: &Location, model: &Location, precision: Precision) -> Result<Evaluation, ModelError> {
+    let (model, manifest) = artifact::load(model).await?;
+    let (dataset, split) = load_split(data, Some(&model), &manifest.training.report.options).await?;
+    let predictions = predict_in(&model.network, &dataset.inputs, &split.test, precision)?;
+    Ok(evaluate_predictions(&predictions, &dataset, &split.test))
 }
 
 /// Which impressions a fine-tune learns from.

@@ -1,26 +1,31 @@
-//! `audience bench score`: scored pairs per second of the naive per-pair
-//! forward pass and of the factorised fused operator (one partition, and one
-//! partition per core), the libtorch GEMM FLOP/s of this machine measured in the
-//! same run, the scoring's effective FLOP/s as a fraction of it, and the
-//! process's peak RSS.
+//! `audience bench score`: what the machine is (CPU, instruction sets,
+//! threads), its libtorch GEMM rate laid out as the operator runs (one thread
+//! per core, one libtorch thread each; fp32, and bf16 where the CPU has it),
+//! the naive per-pair forward pass, and the factorised fused operator end to
+//! end (scan, eligibility, scoring, pools) in each precision, with its
+//! effective FLOP/s as a share of the fp32 GEMM rate, its working memory and
+//! the bytes per pool entry; with both precisions, the bf16/fp32 ratio and how
+//! far the two runs' audiences overlap. Every figure also goes out as a JSON
+//! line.
 //!
-//! Effective FLOPs count the work the factorised operator must do: per user its
-//! first-layer part (2·user_width·width), per eligible pair the pair part
-//! (2·pair_width·width), the hidden layer (2·width·hidden) and one tower
-//! (2·hidden·tower + 2·tower); per pair that enters a pool, the four other
-//! towers (the candidate table carries all five probabilities). The naive path is timed on its forward passes
-//! only (feature gathering included, eligibility and reading excluded), which
-//! flatters it; the factorised path is timed end to end (scan, eligibility,
-//! scoring, pools).
+//! Effective FLOPs count the work the model needs, not what the code does:
+//! per user its first-layer part (2·user_width·width), per campaign its part,
+//! per eligible pair the pair part (2·pair_width·width), the hidden layer
+//! (2·width·hidden) and the objective's tower (2·hidden·tower + 2·tower).
+//! Padding rows of partial tiles are not counted. The naive path is timed on
+//! its forward passes only (feature gathering included, eligibility and
+//! reading excluded), which flatters it.
 
 use std::time::Instant;
 
 use chrono::NaiveDate;
 use tch::{Device, Kind, Tensor};
 
+use super::pool::Candidate;
 use super::scorer::eligible_pairs;
 use super::{ScoreOptions, prepare, score};
 use crate::model::Model;
+use crate::model::fused::{Isa, Precision};
 use crate::model::features::{FeatureSpec, encode_users};
 use crate::model::network::{Architecture, Inputs};
 use crate::storage::Location;
@@ -46,6 +51,8 @@ pub enum BenchError {
     WorldManifest(#[from] serde_json::Error),
     #[error("scratch directory: {0}")]
     Scratch(#[from] std::io::Error),
+    #[error(transparent)]
+    Allocate(#[from] crate::allocate::AllocateError),
 }
 
 impl BenchError {
@@ -58,7 +65,7 @@ impl BenchError {
             BenchError::Generate(e) => e.exit_code(),
             BenchError::Query(e) => crate::exit_code::of_query(e),
             BenchError::Feature(_) | BenchError::WorldManifest(_) => ExitCode::Invalid,
-            BenchError::Arrow(_) | BenchError::Scratch(_) => ExitCode::Internal,
+            BenchError::Arrow(_) | BenchError::Scratch(_) | BenchError::Allocate(_) => ExitCode::Internal,
         }
     }
 }
@@ -66,42 +73,80 @@ impl BenchError {
 pub struct BenchOptions {
     pub users: u64,
     pub campaigns: u64,
-    /// Users of the naive path's sample.
+    /// Users of the naive path's sample (0: skip the naive path).
     pub naive_users: usize,
     /// An existing world to score instead of generating one.
     pub data: Option<String>,
+    /// A trained model to score with instead of a random one.
+    pub model: Option<String>,
+    /// The precisions to run: fp32 and, where the CPU has it, bf16.
+    pub precisions: Vec<Precision>,
+    /// Also run one partition (the default runs all cores only).
+    pub one_partition: bool,
 }
 
-/// FLOP/s of a square f32 matmul on this machine with the current libtorch
-/// threads: the best of three one-second runs (the machine is shared).
-pub fn gemm_flops() -> f64 {
+/// FLOP/s of a square matmul of `kind` on this machine laid out as the
+/// operator runs: `threads` threads at once, each with one libtorch thread;
+/// the sum of their rates over the best of three one-second rounds (the
+/// machine is shared).
+pub fn gemm_flops(kind: Kind, threads: usize) -> f64 {
     let n = 1024;
-    let a = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
-    let b = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
-    let _ = a.matmul(&b);
-    let run = || {
-        let started = Instant::now();
-        let mut reps = 0;
-        while started.elapsed().as_secs_f64() < 1.0 {
-            let _ = a.matmul(&b);
-            reps += 1;
-        }
-        2.0 * (n * n * n) as f64 * reps as f64 / started.elapsed().as_secs_f64()
+    let round = || {
+        let rates: Vec<f64> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(move || {
+                        tch::set_num_threads(1);
+                        let a = Tensor::randn([n, n], (Kind::Float, Device::Cpu)).to_kind(kind);
+                        let b = Tensor::randn([n, n], (Kind::Float, Device::Cpu)).to_kind(kind);
+                        let _ = a.matmul(&b);
+                        let started = Instant::now();
+                        let mut reps = 0;
+                        while started.elapsed().as_secs_f64() < 1.0 {
+                            let _ = a.matmul(&b);
+                            reps += 1;
+                        }
+                        2.0 * (n * n * n) as f64 * reps as f64 / started.elapsed().as_secs_f64()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("GEMM thread")).collect()
+        });
+        rates.iter().sum::<f64>()
     };
-    (0..3).map(|_| run()).fold(0.0, f64::max)
+    (0..3).map(|_| round()).fold(0.0, f64::max)
 }
 
+/// The FLOPs the model needs for a scoring run: per user its first-layer
+/// part, per campaign its part, per eligible pair the pair part, the hidden
+/// layer and the objective's tower.
 fn useful_flops(spec: &FeatureSpec, arch: &Architecture, scored: &super::Scored) -> f64 {
     let [width, hidden] = arch.encoder.map(|v| v as f64);
-    let head = 2.0 * hidden * arch.tower as f64 + 2.0 * arch.tower as f64;
+    let tower = arch.tower as f64;
     let per_user = 2.0 * spec.user.input_width() as f64 * width;
-    let per_pair = 2.0 * spec.pair.input_width() as f64 * width + 2.0 * width * hidden + head;
-    let other_heads = (arch.tasks.len() - 1) as f64 * head;
-    per_user * scored.users as f64 + per_pair * scored.pairs() as f64 + other_heads * scored.all_head_pairs as f64
+    let per_campaign = 2.0 * spec.campaign.input_width() as f64 * width;
+    let per_pair = 2.0 * spec.pair.input_width() as f64 * width + 2.0 * width * hidden + 2.0 * hidden * tower + 2.0 * tower;
+    per_user * scored.users as f64 + per_campaign * scored.campaigns.len() as f64 + per_pair * scored.pairs() as f64
+}
+
+/// One figure as a JSON line, so runs can be compared by machine.
+fn figure(name: &str, value: f64, unit: &str, context: serde_json::Value) {
+    println!("{}", serde_json::json!({ "bench": "score", "figure": name, "value": value, "unit": unit, "context": context }));
+}
+
+/// One scoring run's figures.
+struct Run {
+    label: String,
+    precision: Precision,
+    partitions: usize,
+    scored: super::Scored,
+    flops: f64,
 }
 
 pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cpu: {}; row passes: {}", crate::measure::cpu_model(), Isa::detect().as_str());
+    println!("threads: {cores} cores; the operator runs one partition per core, one libtorch thread each");
     let scratch = tempfile::tempdir()?;
     let root = match &options.data {
         Some(url) => Location::parse(url)?,
@@ -120,44 +165,146 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
         }
     };
     let date = world_date(&root).await?;
-    tch::manual_seed(1);
-    let model = Model::new(FeatureSpec::default(), Architecture::default());
+    let model = match &options.model {
+        Some(url) => crate::model::artifact::load(&Location::parse(url)?).await?.0,
+        None => {
+            tch::manual_seed(1);
+            Model::new(FeatureSpec::default(), Architecture::default())
+        }
+    };
+    let layout = serde_json::json!({ "cpu": crate::measure::cpu_model(), "threads": cores, "libtorch_threads": 1 });
 
-    tch::set_num_threads(cores as i32);
-    let gemm = gemm_flops();
-    println!("GEMM: {:.1} GFLOP/s (libtorch f32 1024x1024x1024, {cores} threads)", gemm / 1e9);
-
-    let naive = naive(&root, &model, date, options.naive_users).await?;
-    println!(
-        "naive per-pair forward: {:.0} pairs/s ({} pairs from {} users, {cores} libtorch threads)",
-        naive.0, naive.1, options.naive_users
-    );
-
-    let mut rates = Vec::new();
-    for (label, partitions) in [("1 partition", 1), ("all cores", cores)] {
-        let options = ScoreOptions { partitions, ..ScoreOptions::new(date) };
-        let scored = score(&root, &model, &options).await?;
-        let pairs = scored.pairs();
-        let rate = pairs as f64 / scored.seconds;
-        let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
-        println!(
-            "factorised fused, {label} ({partitions} partitions x {} thread): {:.0} pairs/s, {} pairs ({} entered a pool), {} users, {:.1}s, {:.1} GFLOP/s effective",
-            super::scorer::SCORING_THREADS,
-            rate,
-            pairs,
-            scored.all_head_pairs,
-            scored.users,
-            scored.seconds,
-            flops / 1e9
-        );
-        rates.push((label, rate, flops));
+    // Measured before and after the scoring runs (the machines are shared and
+    // their speed drifts); shares are of the mean of the two.
+    let gemm_before = gemm_flops(Kind::Float, cores);
+    println!("GEMM fp32: {:.1} GFLOP/s (libtorch 1024x1024x1024; {cores} threads at once, 1 libtorch thread each, as the operator runs)", gemm_before / 1e9);
+    if options.precisions.contains(&Precision::Bf16) {
+        let gemm_bf16 = gemm_flops(Kind::BFloat16, cores);
+        println!("GEMM bf16: {:.1} GFLOP/s (same layout)", gemm_bf16 / 1e9);
+        figure("gemm_bf16", gemm_bf16 / 1e9, "GFLOP/s", layout.clone());
     }
-    let speedups: Vec<String> = rates.iter().map(|(label, rate, _)| format!("{:.2}x ({label})", rate / naive.0)).collect();
-    println!("speedup factorised/naive: {}", speedups.join(", "));
-    let shares: Vec<String> = rates.iter().map(|(label, _, flops)| format!("{:.0}% ({label})", 100.0 * flops / gemm)).collect();
+
+    let naive = if options.naive_users > 0 {
+        tch::set_num_threads(cores as i32);
+        let naive = naive(&root, &model, date, options.naive_users).await?;
+        println!(
+            "naive per-pair forward: {:.0} pairs/s ({} pairs from {} users, {cores} libtorch threads)",
+            naive.0, naive.1, options.naive_users
+        );
+        figure("naive_pairs_per_second", naive.0, "pairs/s", layout.clone());
+        Some(naive.0)
+    } else {
+        None
+    };
+
+    let mut runs: Vec<Run> = Vec::new();
+    for &precision in &options.precisions {
+        let layouts: &[(&str, usize)] = if options.one_partition { &[("1 partition", 1), ("all cores", cores)] } else { &[("all cores", cores)] };
+        for &(label, partitions) in layouts {
+            let score_options = ScoreOptions { partitions, precision, ..ScoreOptions::new(date) };
+            let reset = crate::measure::reset_peak_rss();
+            let before = crate::measure::current_rss_bytes();
+            let scored = score(&root, &model, &score_options).await?;
+            let pool_bytes = scored.pool_bytes;
+            let peak = crate::measure::peak_rss_bytes().filter(|_| reset);
+            let working_bytes = peak.map(|peak| peak.saturating_sub(pool_bytes));
+            let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
+            let pairs = scored.pairs();
+            let label = format!("{}, {label}", precision.as_str());
+            println!(
+                "factorised fused {label} ({partitions} partitions x {} thread): {:.0} pairs/s, {} pairs, {} users, {:.1}s, {:.1} GFLOP/s effective",
+                super::scorer::SCORING_THREADS,
+                pairs as f64 / scored.seconds,
+                pairs,
+                scored.users,
+                scored.seconds,
+                flops / 1e9
+            );
+            let context = serde_json::json!({ "precision": precision.as_str(), "partitions": partitions, "users": scored.users, "pairs": pairs });
+            figure("scoring_pairs_per_second", pairs as f64 / scored.seconds, "pairs/s", context.clone());
+            figure("scoring_effective_flops", flops / 1e9, "GFLOP/s", context.clone());
+            let candidates: usize = scored.pools.iter().map(Vec::len).sum();
+            if let Some(bytes) = working_bytes {
+                println!(
+                    "  memory: operator working set {:.0} MiB (peak RSS over the scoring {:.0} MiB, from {:.0} MiB before it, minus the pools at their largest, {:.1} MiB); {candidates} candidates x {} bytes",
+                    bytes as f64 / (1 << 20) as f64,
+                    peak.unwrap_or(0) as f64 / (1 << 20) as f64,
+                    before.unwrap_or(0) as f64 / (1 << 20) as f64,
+                    pool_bytes as f64 / (1 << 20) as f64,
+                    std::mem::size_of::<Candidate>()
+                );
+                figure("operator_working_set", bytes as f64 / (1 << 20) as f64, "MiB", context.clone());
+            }
+            figure("bytes_per_candidate", std::mem::size_of::<Candidate>() as f64, "bytes", context);
+            runs.push(Run { label, precision, partitions, scored, flops });
+        }
+    }
+    let gemm_after = gemm_flops(Kind::Float, cores);
+    let gemm = (gemm_before + gemm_after) / 2.0;
+    println!("GEMM fp32 after the runs: {:.1} GFLOP/s; shares below are of the mean, {:.1} GFLOP/s", gemm_after / 1e9, gemm / 1e9);
+    figure("gemm_fp32", gemm / 1e9, "GFLOP/s", serde_json::json!({ "before": gemm_before / 1e9, "after": gemm_after / 1e9, "layout": layout }));
+    for run in &runs {
+        let context = serde_json::json!({ "precision": run.precision.as_str(), "partitions": run.partitions });
+        figure("scoring_share_of_fp32_gemm", 100.0 * run.flops / gemm, "%", context);
+    }
+    if let Some(naive) = naive {
+        let speedups: Vec<String> =
+            runs.iter().map(|r| format!("{:.2}x ({})", r.scored.pairs() as f64 / r.scored.seconds / naive, r.label)).collect();
+        println!("speedup factorised/naive: {}", speedups.join(", "));
+    }
+    let all_cores = |precision| runs.iter().find(|r| r.precision == precision && r.partitions == cores);
+    let mut shares = Vec::new();
+    if let Some(fp32) = all_cores(Precision::Fp32) {
+        shares.push(format!("{:.0}% (all cores)", 100.0 * fp32.flops / gemm));
+    }
+    if let Some(bf16) = all_cores(Precision::Bf16) {
+        shares.push(format!("{:.0}% (bf16, all cores)", 100.0 * bf16.flops / gemm));
+    }
     println!("of GEMM: {}", shares.join(", "));
-    println!("{}", crate::measure::peak_rss_line());
+    if let (Some(fp32), Some(bf16)) = (all_cores(Precision::Fp32), all_cores(Precision::Bf16)) {
+        println!("bf16/fp32: {:.1}x", bf16.flops / fp32.flops);
+        figure("bf16_over_fp32", bf16.flops / fp32.flops, "x", serde_json::json!({ "partitions": cores }));
+        let overlap = audience_overlap(&root, &fp32.scored, &bf16.scored)?;
+        let median = median(overlap.clone());
+        println!(
+            "bf16 audiences vs fp32 (the job's allocation, default config): overlap per campaign median {:.2}%, lowest {:.2}%, over {} campaigns with an audience",
+            100.0 * median,
+            100.0 * overlap.iter().cloned().fold(1.0, f64::min),
+            overlap.len()
+        );
+        figure("bf16_audience_overlap_median", 100.0 * median, "%", serde_json::json!({ "campaigns": overlap.len() }));
+    }
     Ok(())
+}
+
+/// Per campaign with an fp32 audience, the share of it that the bf16
+/// audience also holds (audiences picked by the job's allocation with the
+/// default config).
+fn audience_overlap(root: &Location, fp32: &super::Scored, bf16: &super::Scored) -> Result<Vec<f64>, BenchError> {
+    let config = crate::ab::arm_config(root);
+    let audiences = |scored: &super::Scored| -> Result<Vec<std::collections::HashSet<i64>>, BenchError> {
+        let (specs, table) = crate::job::audiences::allocation_input(scored, config.allocation.objective);
+        let options = crate::allocate::Options {
+            limits: config.limits(),
+            solver: config.allocation.solver,
+            seed: config.allocation.seed,
+            ..Default::default()
+        };
+        let allocation = crate::allocate::allocate(&specs, table, &options)?;
+        let members = crate::job::audiences::members(scored, &allocation.chosen);
+        Ok(members.iter().zip(&scored.pools).map(|(m, pool)| m.iter().map(|&i| pool[i].user_id).collect()).collect())
+    };
+    let (a, b) = (audiences(fp32)?, audiences(bf16)?);
+    Ok(a.iter().zip(&b).filter(|(a, _)| !a.is_empty()).map(|(a, b)| a.intersection(b).count() as f64 / a.len() as f64).collect())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
 }
 
 /// The run date of a generated world (`world.json`), or today for other data.

@@ -3,10 +3,12 @@
 //! active campaigns and the follows that exclude users; the users table is
 //! scanned as partitioned streams, each consumed by its own
 //! [`scorer::PartitionScorer`] (own copy of the weights, one libtorch thread); per-partition pools are
-//! merged into one candidate table.
+//! merged into one candidate table. After allocation, [`members`] computes
+//! the five task probabilities of the audiences' members.
 
 pub mod bench;
 pub mod eligibility;
+pub mod members;
 pub mod pool;
 pub mod scorer;
 
@@ -23,7 +25,8 @@ use futures::StreamExt;
 
 use crate::contract::Table;
 use crate::model::features::encode_campaigns;
-use crate::contract::TASKS;
+use crate::model::features::CampaignRows;
+use crate::model::fused::Precision;
 use crate::model::{Model, ModelError};
 use crate::progress::Progress;
 use crate::storage::Location;
@@ -48,11 +51,13 @@ pub struct ScoreOptions {
     pub eligibility_only: bool,
     /// Score only the first this many users (timing samples).
     pub user_limit: Option<usize>,
+    /// The number format of the per-pair layers.
+    pub precision: Precision,
 }
 
 impl ScoreOptions {
     pub fn new(date: NaiveDate) -> ScoreOptions {
-        ScoreOptions { date, slack: 2.0, partitions: 0, batch_rows: 16_384, hour: 20, eligibility_only: false, user_limit: None }
+        ScoreOptions { date, slack: 2.0, partitions: 0, batch_rows: 16_384, hour: 20, eligibility_only: false, user_limit: None, precision: Precision::Fp32 }
     }
 }
 
@@ -68,6 +73,12 @@ pub enum ScoreError {
     Query { url: String, source: DataFusionError },
     #[error("scoring task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Precision(#[from] crate::model::fused::PrecisionError),
+    #[error("audience member {user_id} of campaign {campaign} is not in the users table any more (did the inputs change during the run?)")]
+    MissingMember { campaign: String, user_id: i64 },
+    #[error("libtorch: {0}")]
+    Torch(tch::TchError),
     #[error("scoring on the cluster did not finish within {seconds} s ([engine] timeout_seconds); are its executors alive?")]
     Timeout { seconds: u64 },
 }
@@ -75,7 +86,9 @@ pub enum ScoreError {
 impl ScoreError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ScoreError::Feature(_) => ExitCode::Invalid,
+            ScoreError::Feature(_) | ScoreError::Precision(_) => ExitCode::Invalid,
+            ScoreError::MissingMember { .. } => ExitCode::Invalid,
+            ScoreError::Torch(_) => ExitCode::Internal,
             ScoreError::Model(e) => e.exit_code(),
             ScoreError::Batch(e) => e.exit_code(),
             ScoreError::Task(_) => ExitCode::Internal,
@@ -95,9 +108,12 @@ pub struct Scored {
     pub p_sum: Vec<u64>,
     /// Per campaign, its pool, best first.
     pub pools: Vec<Vec<Candidate>>,
+    /// The features of the campaigns, for the members' probabilities.
+    pub campaign_rows: CampaignRows,
     pub users: u64,
-    /// Pairs that entered a pool and so got all five heads.
-    pub all_head_pairs: u64,
+    /// Bytes the pools held at their largest: the partitions' pools (with
+    /// their unused room) and the merged ones.
+    pub pool_bytes: u64,
     pub seconds: f64,
 }
 
@@ -117,15 +133,11 @@ impl Scored {
         let rows = self.pools.iter().map(Vec::len).sum();
         let mut campaign_id = Vec::with_capacity(rows);
         let mut user_id = Vec::with_capacity(rows);
-        let mut probabilities: [Vec<f32>; 5] = Default::default();
         let (mut p_objective, mut mean_p, mut cost) = (Vec::new(), Vec::new(), Vec::new());
         for (c, (campaign, pool)) in self.campaigns.iter().zip(&self.pools).enumerate() {
             for candidate in pool {
                 campaign_id.push(campaign.campaign_id.as_str());
                 user_id.push(candidate.user_id);
-                for (task, column) in probabilities.iter_mut().enumerate() {
-                    column.push(candidate.probabilities[task]);
-                }
                 p_objective.push(candidate.p_objective);
                 mean_p.push(self.mean_p(c));
                 cost.push(campaign.cost_per_user());
@@ -133,7 +145,6 @@ impl Scored {
         }
         let mut columns: Vec<Arc<dyn arrow::array::Array>> =
             vec![Arc::new(StringArray::from(campaign_id)), Arc::new(Int64Array::from(user_id))];
-        columns.extend(probabilities.into_iter().map(|p| Arc::new(Float32Array::from(p)) as _));
         columns.push(Arc::new(Float32Array::from(p_objective)));
         columns.push(Arc::new(Float64Array::from(mean_p)));
         columns.push(Arc::new(Float64Array::from(cost)));
@@ -144,7 +155,6 @@ impl Scored {
 /// Schema of the candidate table.
 pub fn candidates_schema() -> SchemaRef {
     let mut fields = vec![Field::new("campaign_id", DataType::Utf8, false), Field::new("user_id", DataType::Int64, false)];
-    fields.extend(TASKS.iter().map(|t| Field::new(format!("p_{t}"), DataType::Float32, false)));
     fields.push(Field::new("p_objective", DataType::Float32, false));
     fields.push(Field::new("mean_p_objective", DataType::Float64, false));
     fields.push(Field::new("cost", DataType::Float64, false));
@@ -177,6 +187,7 @@ pub async fn prepare(
     model: &ModelParts,
     options: &ScoreOptions,
 ) -> Result<(SessionContext, Arc<Prepared>), ScoreError> {
+    options.precision.check()?;
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let partitions = if options.partitions == 0 { cores() } else { options.partitions };
     let tables = [Table::Users, Table::Campaigns, Table::Podcasts, Table::Follows];
@@ -206,6 +217,7 @@ pub async fn prepare(
         thresholds: capacities.iter().map(|_| Default::default()).collect(),
         capacities,
         hour: options.hour,
+        precision: options.precision,
     });
     tracing::info!(campaigns = prepared.campaigns.len(), follows_excluded = follows.len(), partitions, "scoring");
     Ok((ctx, prepared))
@@ -262,23 +274,25 @@ pub fn merge(prepared: Arc<Prepared>, results: Vec<PartitionResult>, started: In
     let mut pools: Vec<Pool> = prepared.capacities.iter().map(|&c| Pool::new(c)).collect();
     let mut eligible = vec![0u64; campaigns];
     let mut p_sum = vec![0u64; campaigns];
-    let (mut scored_users, mut all_head_pairs) = (0, 0);
+    let mut scored_users = 0;
+    let mut pool_bytes: usize = results.iter().flat_map(|r| &r.pools).map(Pool::bytes).sum();
     for result in results {
         scored_users += result.users;
-        all_head_pairs += result.all_head_pairs;
         for (c, pool) in result.pools.into_iter().enumerate() {
             pools[c].merge(pool);
             eligible[c] += result.eligible[c];
             p_sum[c] += result.p_sum[c];
         }
     }
+    pool_bytes += pools.iter().map(Pool::bytes).sum::<usize>();
     Scored {
+        pool_bytes: pool_bytes as u64,
         campaigns: prepared.campaigns.clone(),
         eligible,
         p_sum,
         pools: pools.into_iter().map(Pool::into_sorted).collect(),
+        campaign_rows: prepared.campaign_rows.clone(),
         users: scored_users,
-        all_head_pairs,
         seconds: started.elapsed().as_secs_f64(),
     }
 }

@@ -1,13 +1,14 @@
 //! The fused, factorised scoring operator for one partition of users
 //! (docs/design.md §5). Per user batch: the user part of the first layer once
-//! per user; per campaign, its eligible users' parts plus the campaign's
-//! precomputed part plus the pair part, then the rest of the network for the
-//! one head the campaign's objective needs; the campaign's pool keeps its best
-//! users, and the campaign's sum of objective probabilities over all its
-//! eligible users gives the mean that the allocation objective compares with.
-//! Users that enter a pool also get the other four heads (they are few
-//! once pools are full), so the candidate table carries all five
-//! probabilities. Memory: one batch × campaigns plus the pools.
+//! per user (libtorch); per eligible (user, campaign) pair, one row of first-
+//! layer activations (user part + the campaign's precomputed part + the pair
+//! part, through the ReLU) appended to the tile of the one head the campaign's
+//! objective needs; a full tile runs the rest of the network for that head
+//! ([`crate::model::fused`]). Each pair's probability goes into its campaign's
+//! fixed-point sum (the mean the allocation objective compares with) and, if
+//! it can still make the pool, into the pool. The five task probabilities the
+//! audiences carry are computed after allocation, for the members only
+//! ([`super::members`]). Memory: one user batch, one tile per head, the pools.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,9 +20,10 @@ use tch::Tensor;
 use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
 use super::pool::{Candidate, Pool};
 use crate::hashing::hash_bytes;
-use crate::model::features::{CampaignRows, Columns, FeatureError, UserRows, encode_users, pair_features};
 use crate::contract::TASKS;
-use crate::model::network::Factorised;
+use crate::model::features::{CampaignRows, Columns, FeatureError, UserRows, encode_users, pair_features};
+use crate::model::fused::{Kernel, Precision, PrecisionError, Tile};
+use crate::model::network::{Factorised, PairTerms};
 use crate::model::{Model, ModelError};
 use crate::exit_code::ExitCode;
 
@@ -58,6 +60,8 @@ pub struct Prepared {
     pub capacities: Vec<usize>,
     /// Hour of day the pair features assume.
     pub hour: u8,
+    /// The number format of the per-pair layers.
+    pub precision: Precision,
     /// Per campaign, the best threshold any partition's full pool has reached
     /// (an f32 probability's bits; probabilities are ≥ 0, so bit order is
     /// numeric order). A pair below it cannot be in the merged pool, whichever
@@ -85,7 +89,9 @@ impl Prepared {
 const FIXED_POINT_ONE: f64 = 4_294_967_296.0;
 
 pub(crate) fn to_fixed(p: f32) -> u64 {
-    (p as f64 * FIXED_POINT_ONE).round() as u64
+    // Rounds half up, as `round` does for p ≥ 0, without a libm call: the
+    // sum is exact in f64 (below 2⁵³).
+    (p as f64 * FIXED_POINT_ONE + 0.5) as u64
 }
 
 /// The mean probability behind a fixed-point sum over `count` pairs.
@@ -101,8 +107,53 @@ pub struct PartitionResult {
     /// its eligible pairs (see [`mean_of_fixed`]).
     pub p_sum: Vec<u64>,
     pub users: u64,
-    /// Pairs that entered a pool and so got all five heads.
-    pub all_head_pairs: u64,
+}
+
+impl PartitionResult {
+    /// Nothing found yet, with `prepared`'s pool sizes.
+    pub fn empty(prepared: &Prepared) -> PartitionResult {
+        let campaigns = prepared.campaigns.len();
+        PartitionResult {
+            pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
+            eligible: vec![0; campaigns],
+            p_sum: vec![0; campaigns],
+            users: 0,
+        }
+    }
+}
+
+/// The first layer's constant terms per campaign, with the run's hour and
+/// the language match folded in: row `2c + match` is campaign `c`'s part plus
+/// the pair part of every pair feature but the genre affinity, whose
+/// direction is `affinity`.
+struct CampaignTerms {
+    rows: Vec<f32>,
+    affinity: Vec<f32>,
+    width: usize,
+}
+
+impl CampaignTerms {
+    fn new(campaign_parts: &[f32], terms: &PairTerms, hour: u8) -> CampaignTerms {
+        let width = terms.shift.len();
+        let mut rows = Vec::with_capacity(campaign_parts.len() * 2);
+        for part in campaign_parts.chunks_exact(width) {
+            for language_match in [false, true] {
+                // The pair features with no affinity: what every pair of this
+                // campaign and language match adds besides it.
+                let features = pair_features(0.0, language_match, hour);
+                rows.extend((0..width).map(|j| {
+                    let pair: f32 = features.iter().zip(&terms.scale).map(|(p, scale)| p * scale[j]).sum();
+                    part[j] + terms.shift[j] + pair
+                }));
+            }
+        }
+        CampaignTerms { rows, affinity: terms.scale[0].clone(), width }
+    }
+
+    fn row(&self, campaign: usize, language_match: bool) -> &[f32] {
+        let at = (2 * campaign + language_match as usize) * self.width;
+        &self.rows[at..at + self.width]
+    }
 }
 
 pub struct PartitionScorer {
@@ -110,13 +161,15 @@ pub struct PartitionScorer {
     // Keeps the variables alive; `factorised` shares them.
     _model: Model,
     factorised: Factorised,
-    campaign_parts: Tensor,
+    kernel: Kernel,
+    terms: CampaignTerms,
+    /// The head each campaign's objective needs.
+    heads: Vec<usize>,
+    /// One tile per head.
+    tiles: Vec<Tile>,
     campaign_seeds: Vec<u64>,
-    pools: Vec<Pool>,
-    eligible: Vec<u64>,
-    p_sum: Vec<u64>,
-    users: u64,
-    all_head_pairs: u64,
+    user_parts: Vec<f32>,
+    result: PartitionResult,
     eligibility_only: bool,
 }
 
@@ -126,6 +179,8 @@ pub enum ScoreBatchError {
     Feature(#[from] FeatureError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Precision(#[from] PrecisionError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -133,7 +188,7 @@ pub enum ScoreBatchError {
 impl ScoreBatchError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ScoreBatchError::Feature(_) => ExitCode::Invalid,
+            ScoreBatchError::Feature(_) | ScoreBatchError::Precision(_) => ExitCode::Invalid,
             ScoreBatchError::Model(e) => e.exit_code(),
             ScoreBatchError::Torch(_) => ExitCode::Internal,
         }
@@ -143,7 +198,7 @@ impl ScoreBatchError {
 impl PartitionScorer {
     /// A scorer with its own copy of the weights; with `eligibility_only` it
     /// only counts eligible pairs.
-    pub fn new(prepared: Arc<Prepared>, eligibility_only: bool) -> Result<PartitionScorer, ModelError> {
+    pub fn new(prepared: Arc<Prepared>, eligibility_only: bool) -> Result<PartitionScorer, ScoreBatchError> {
         tch::set_num_threads(SCORING_THREADS);
         let mut model = Model::new(prepared.model.spec.clone(), prepared.model.architecture.clone());
         model.load_weights(&prepared.model.weights)?;
@@ -154,19 +209,23 @@ impl PartitionScorer {
         let cat = Tensor::from_slice(&rows.cat).view([rows.n as i64, side.cat_width() as i64]);
         let dense = Tensor::from_slice(&rows.dense).view([rows.n as i64, side.dense.len() as i64]);
         let campaign_parts = tch::no_grad(|| factorised.campaign_part(&cat, &dense));
-        let campaigns = prepared.campaigns.len();
+        let campaign_parts = Vec::<f32>::try_from(campaign_parts.contiguous().view([-1]))?;
+        let terms = CampaignTerms::new(&campaign_parts, &factorised.pair_terms(), prepared.hour);
+        let kernel = Kernel::new(&factorised.layers(), prepared.precision)?;
+        let heads: Vec<usize> = prepared.campaigns.iter().map(|c| c.objective.head(c.channel)).collect();
+        let tiles = (0..TASKS.len()).map(|_| kernel.tile()).collect();
         Ok(PartitionScorer {
             campaign_seeds: prepared.campaigns.iter().map(|c| hash_bytes(c.campaign_id.as_bytes())).collect(),
-            pools: prepared.capacities.iter().map(|&c| Pool::new(c)).collect(),
-            eligible: vec![0; campaigns],
-            p_sum: vec![0; campaigns],
-            users: 0,
-            all_head_pairs: 0,
+            result: PartitionResult::empty(&prepared),
+            heads,
+            tiles,
+            kernel,
+            terms,
+            user_parts: Vec::new(),
             eligibility_only,
             prepared,
             _model: model,
             factorised,
-            campaign_parts,
         })
     }
 
@@ -177,99 +236,79 @@ impl PartitionScorer {
         }
         let prepared = Arc::clone(&self.prepared);
         let users = encode_users(&prepared.model.spec, "users", batch)?;
-        let (rows, pairs) = eligible_pairs(&prepared, batch, &users)?;
-        self.users += batch.num_rows() as u64;
-        for (count, rows) in self.eligible.iter_mut().zip(&rows) {
-            *count += rows.len() as u64;
-        }
+        self.result.users += batch.num_rows() as u64;
         if self.eligibility_only {
-            return Ok(());
+            let eligible = &mut self.result.eligible;
+            return Ok(for_each_eligible(&prepared, batch, &users, |_, c| eligible[c] += 1)?);
         }
         tch::set_num_threads(SCORING_THREADS);
-        tch::no_grad(|| {
-            let n = users.rows.n as i64;
-            let cat = Tensor::from_slice(&users.rows.cat).view([n, -1]);
-            let dense = Tensor::from_slice(&users.rows.dense).view([n, -1]);
-            let user_parts = self.factorised.user_part(&cat, &dense);
-            for (c, (rows, pairs)) in rows.iter().zip(&pairs).enumerate() {
-                if !rows.is_empty() {
-                    self.score_campaign(c, &users, &user_parts, rows, pairs);
-                }
+        let n = users.rows.n as i64;
+        let cat = Tensor::from_slice(&users.rows.cat).view([n, -1]);
+        let dense = Tensor::from_slice(&users.rows.dense).view([n, -1]);
+        let parts = tch::no_grad(|| self.factorised.user_part(&cat, &dense)).contiguous();
+        let width = self.terms.width;
+        self.user_parts.resize(users.rows.n * width, 0.0);
+        parts.f_copy_data(&mut self.user_parts, users.rows.n * width)?;
+        for_each_eligible(&prepared, batch, &users, |row, c| {
+            self.result.eligible[c] += 1;
+            let head = self.heads[c];
+            let genre = prepared.campaign_rows.genre[c];
+            let language_match = users.language[row] == prepared.campaign_rows.language[c];
+            self.tiles[head].push_pair(
+                &self.user_parts[row * width..(row + 1) * width],
+                self.terms.row(c, language_match),
+                users.affinity(row, genre),
+                &self.terms.affinity,
+                c as u32,
+                users.user_id[row],
+            );
+            if self.tiles[head].is_full() {
+                self.run_tile(head);
             }
-        });
+        })?;
         Ok(())
     }
 
-    fn score_campaign(&mut self, c: usize, users: &UserRows, user_parts: &Tensor, rows: &[i64], pairs: &[f32]) {
-        let campaign = &self.prepared.campaigns[c];
-        let head = campaign.objective.head(campaign.channel);
-        let k = rows.len() as i64;
-        let index = Tensor::from_slice(rows);
-        let pair = Tensor::from_slice(pairs).view([k, -1]);
-        let first = self.factorised.combine(user_parts.index_select(0, &index), &self.campaign_parts.get(c as i64), &pair);
-        let shared = self.factorised.shared(first);
-        let all_heads: Vec<usize> = (0..TASKS.len()).collect();
-        let probabilities = |shared: &Tensor| {
-            let all = self.factorised.heads(shared, &all_heads).sigmoid().contiguous();
-            Vec::<f32>::try_from(all.view([-1])).expect("float probabilities")
-        };
-        // While no threshold is known (this partition's pool not full, no other
-        // partition's either) every row enters the pool and needs all five
-        // heads; after that the objective head alone decides who may enter,
-        // and only batches with a row that may enter need the other heads.
-        // They run on all the batch's rows even then: libtorch rounds a row's
-        // result differently depending on the rows computed with it, and which
-        // rows pass depends on thresholds that race between partitions, so
-        // probabilities computed on the survivors alone would differ in their
-        // last bit from run to run and between engines.
-        let local = self.pools[c].threshold();
-        let threshold = match (local, self.prepared.shared_threshold(c)) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        // The objective head on every row: its sum gives the campaign's mean
-        // (computed the same way on every batch, whichever path it takes, so
-        // the sum does not depend on racing thresholds).
-        let p = self.factorised.heads(&shared, &[head]).sigmoid().view([-1]);
-        let p = Vec::<f32>::try_from(&p).expect("float probabilities");
-        self.p_sum[c] += p.iter().map(|&p| to_fixed(p)).sum::<u64>();
-        let survivors: Vec<usize> = match threshold {
-            None => (0..rows.len()).collect(),
-            Some(threshold) => (0..rows.len()).filter(|&i| p[i] >= threshold).collect(),
-        };
-        if survivors.is_empty() {
-            return;
-        }
-        let all = probabilities(&shared);
-        self.all_head_pairs += survivors.len() as u64;
-        for &i in &survivors {
-            let probabilities: [f32; 5] = all[i * 5..i * 5 + 5].try_into().expect("five heads");
-            let p = probabilities[head];
-            let user_id = users.user_id[rows[i] as usize];
-            self.pools[c].offer(Candidate::new(user_id, self.campaign_seeds[c], p, probabilities));
-        }
-        if let Some(reached) = self.pools[c].threshold() {
-            self.prepared.raise_threshold(c, reached);
-        }
+    /// Runs the tile of `head`: every pair's probability into its campaign's
+    /// sum, and into its pool if it can still enter it.
+    fn run_tile(&mut self, head: usize) {
+        let (prepared, result, seeds) = (&self.prepared, &mut self.result, &self.campaign_seeds);
+        self.kernel.run(head, &mut self.tiles[head], |probabilities, campaigns, users| {
+            for ((&p, &c), &user_id) in probabilities.iter().zip(campaigns).zip(users) {
+                let c = c as usize;
+                result.p_sum[c] += to_fixed(p);
+                let pool = &mut result.pools[c];
+                let threshold = match (pool.threshold(), prepared.shared_threshold(c)) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if threshold.is_some_and(|t| p < t) {
+                    continue;
+                }
+                pool.offer(Candidate::new(user_id, seeds[c], p));
+                if let Some(reached) = pool.threshold() {
+                    prepared.raise_threshold(c, reached);
+                }
+            }
+        });
     }
 
-    pub fn finish(self) -> PartitionResult {
-        PartitionResult {
-            pools: self.pools,
-            eligible: self.eligible,
-            p_sum: self.p_sum,
-            users: self.users,
-            all_head_pairs: self.all_head_pairs,
+    pub fn finish(mut self) -> PartitionResult {
+        for head in 0..self.tiles.len() {
+            self.run_tile(head);
         }
+        self.result
     }
 }
 
-/// Per campaign, the rows of a user batch eligible for it, and their pair
-/// features (row-major, 4 per row).
-pub type EligiblePairs = (Vec<Vec<i64>>, Vec<Vec<f32>>);
-
-/// The eligible pairs of a batch of users (the users table's columns).
-pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows) -> Result<EligiblePairs, FeatureError> {
+/// Calls `pair(row, campaign)` for every eligible pair of a batch of users
+/// (the users table's columns), user by user.
+pub fn for_each_eligible(
+    prepared: &Prepared,
+    batch: &RecordBatch,
+    users: &UserRows,
+    mut pair: impl FnMut(usize, usize),
+) -> Result<(), FeatureError> {
     let columns = Columns::new("users", batch);
     let strings = |name: &str| columns.get(name, &DataType::Utf8);
     let booleans = |name: &str| columns.get(name, &DataType::Boolean);
@@ -279,9 +318,6 @@ pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows
         (country.as_string::<i32>(), age.as_string::<i32>(), platform.as_string::<i32>(), language.as_string::<i32>());
     let (premium, opt_out) = (booleans("is_premium")?, booleans("ads_opt_out")?);
     let (premium, opt_out) = (premium.as_boolean(), opt_out.as_boolean());
-    let campaigns = prepared.campaigns.len();
-    let mut rows: Vec<Vec<i64>> = vec![Vec::new(); campaigns];
-    let mut pairs: Vec<Vec<f32>> = vec![Vec::new(); campaigns];
     for row in 0..batch.num_rows() {
         let facts = UserFacts {
             user_id: users.user_id[row],
@@ -293,11 +329,26 @@ pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows
             ads_opt_out: opt_out.value(row),
         };
         for c in prepared.eligibility.campaigns_for(&facts).iter() {
-            let genre = prepared.campaign_rows.genre[c];
-            let same_language = users.language[row] == prepared.campaign_rows.language[c];
-            rows[c].push(row as i64);
-            pairs[c].extend(pair_features(users.affinity(row, genre), same_language, prepared.hour));
+            pair(row, c);
         }
     }
+    Ok(())
+}
+
+/// Per campaign, the rows of a user batch eligible for it, and their pair
+/// features (row-major, 4 per row).
+pub type EligiblePairs = (Vec<Vec<i64>>, Vec<Vec<f32>>);
+
+/// The eligible pairs of a batch of users (the users table's columns).
+pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows) -> Result<EligiblePairs, FeatureError> {
+    let campaigns = prepared.campaigns.len();
+    let mut rows: Vec<Vec<i64>> = vec![Vec::new(); campaigns];
+    let mut pairs: Vec<Vec<f32>> = vec![Vec::new(); campaigns];
+    for_each_eligible(prepared, batch, users, |row, c| {
+        let genre = prepared.campaign_rows.genre[c];
+        let same_language = users.language[row] == prepared.campaign_rows.language[c];
+        rows[c].push(row as i64);
+        pairs[c].extend(pair_features(users.affinity(row, genre), same_language, prepared.hour));
+    })?;
     Ok((rows, pairs))
 }

@@ -173,9 +173,14 @@ impl Drop for Cluster {
 
 /// A job config writing to `output`, with `engine` as its `[engine]` table.
 fn config(setup: &Setup, name: &str, output: &Path, engine: &str) -> PathBuf {
+    config_with(setup, name, output, engine, "")
+}
+
+/// As [`config`], with `scoring` added to the `[scoring]` table.
+fn config_with(setup: &Setup, name: &str, output: &Path, engine: &str, scoring: &str) -> PathBuf {
     let path = setup.dir.path().join(name);
     let text = format!(
-        "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n[scoring]\nbatch_rows = 512\n[engine]\n{engine}\n",
+        "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n[scoring]\nbatch_rows = 512\n{scoring}\n[engine]\n{engine}\n",
         setup.world.display(),
         setup.model.display(),
         output.display()
@@ -270,6 +275,33 @@ async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine()
     eprintln!("per executor: scoring states prepared {prepared:?}, partitions with users scored {scored:?}, models fetched {fetched:?}");
     assert!(scored.iter().all(|&n| n >= 1), "every executor scored users: {scored:?}\n{}", cluster.logs());
     assert!(fetched.iter().all(|&n| n <= 1), "model fetched per executor {fetched:?} over two jobs\n{}", cluster.logs());
+}
+
+#[tokio::test]
+async fn bf16_scoring_commits_the_same_audiences_on_both_engines() {
+    let setup = setup().await;
+    split_users(&setup);
+    let bf16 = "precision = \"bf16\"";
+    let local_out = setup.dir.path().join("local-bf16");
+    let local = run(&config_with(&setup, "local-bf16.toml", &local_out, PARTITIONS, bf16), &[]);
+    if !audience::model::fused::bf16_supported() {
+        // This CPU cannot: the run stops before scoring, naming the setting.
+        assert_eq!(local.status.code(), Some(2), "{}", stderr(&local));
+        assert!(stderr(&local).contains("scoring.precision = \"bf16\""), "{}", stderr(&local));
+        assert!(!date_dir(&local_out).exists());
+        return;
+    }
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+    let mut cluster = Cluster::start();
+    cluster.add_executor(&[]);
+    cluster.add_executor(&[]);
+    let out = setup.dir.path().join("cluster-bf16");
+    let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}", cluster.url());
+    let on_cluster = run(&config_with(&setup, "cluster-bf16.toml", &out, &engine, bf16), &[]);
+    assert_eq!(on_cluster.status.code(), Some(0), "{}\n{}", stderr(&on_cluster), cluster.logs());
+    let expected = committed_rows(&local_out);
+    assert!(!expected.is_empty());
+    assert_eq!(committed_rows(&out), expected, "bf16 audiences differ between the cluster and the local engine");
 }
 
 #[tokio::test]
@@ -433,6 +465,7 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
         slack: options.slack,
         hour: options.hour,
         batch_rows: options.batch_rows,
+        precision: options.precision,
         storage: StorageOptions::default(),
         campaign_ids: prepared.campaigns.iter().map(|c| c.campaign_id.clone()).collect(),
     };

@@ -9,7 +9,10 @@ use audience::contract::Table;
 use audience::model::Model;
 use audience::model::dataset::Dataset;
 use audience::model::features::FeatureSpec;
+use audience::model::features::{encode_users, pair_features};
+use audience::model::fused::{Kernel, Precision, bf16_supported};
 use audience::model::network::{Architecture, Inputs};
+use audience::scoring::members::member_probabilities;
 use audience::model::train::{TrainOptions, train};
 use audience::scoring::eligibility::active_campaigns;
 use audience::scoring::{ScoreOptions, Scored, score};
@@ -60,13 +63,12 @@ async fn the_factorised_path_equals_the_plain_forward_pass() {
     };
     let plain = model.network.predict(&inputs);
 
+    // The scoring kernel's arithmetic on the first layer's activations.
     let factorised = model.network.factorised();
-    let fused = tch::no_grad(|| {
-        let user_parts = factorised.user_part(&inputs.user_cat, &inputs.user_dense);
-        let campaign_parts = factorised.campaign_part(&inputs.campaign_cat, &inputs.campaign_dense);
-        let first = factorised.combine(user_parts, &campaign_parts, &inputs.pair);
-        factorised.heads(&factorised.shared(first), &[0, 1, 2, 3, 4]).sigmoid()
-    });
+    let first = factorised.first_layer(&inputs).contiguous();
+    let mut kernel = Kernel::new(&factorised.layers(), Precision::Fp32).unwrap();
+    let fused = kernel.all_heads(&Vec::<f32>::try_from(first.view([-1])).unwrap());
+    let fused = Tensor::from_slice(&fused).view([n as i64, 5]);
     let worst = (plain - fused).abs().max().double_value(&[]);
     assert!(worst < 1e-5, "largest difference {worst}");
 }
@@ -129,11 +131,11 @@ async fn eligibility_and_pools_follow_the_worlds_own_rules() {
         assert_eq!(pool.len(), capacity.min(allowed.len()), "pool of {}", campaign.campaign_id);
         assert!(pool.iter().all(|c| allowed.contains(&c.user_id)), "{} holds an ineligible user", campaign.campaign_id);
         assert!(pool.windows(2).all(|w| w[0].p_objective >= w[1].p_objective), "best first");
-        assert!(pool.iter().all(|c| c.probabilities.iter().all(|p| (0.0..=1.0).contains(p))));
+        assert!(pool.iter().all(|c| (0.0..=1.0).contains(&c.p_objective)));
     }
     let table = scored.candidates();
     assert_eq!(table.num_rows(), scored.pools.iter().map(Vec::len).sum::<usize>());
-    assert_eq!(table.num_columns(), 10);
+    assert_eq!(table.num_columns(), 5);
 }
 
 #[tokio::test]
@@ -193,4 +195,94 @@ async fn campaign_rules_flight_dates_status_and_budget() {
     let paced = active.iter().find(|c| c.campaign_id == ids[4]).expect("paced campaign is active");
     // 800 left over today and the 3 days after it.
     assert!((paced.budget - 200.0).abs() < 1e-9, "paced budget {}", paced.budget);
+}
+
+/// Scores the learnable world with every eligible pair kept (pools larger
+/// than any campaign's eligible users).
+async fn score_everything(root: &std::path::Path, model: &Model, precision: Precision) -> Result<Scored, audience::scoring::ScoreError> {
+    let options = ScoreOptions { slack: 1e9, partitions: 2, batch_rows: 700, precision, ..ScoreOptions::new(learnable_config().run_date) };
+    score(&location(root), model, &options).await
+}
+
+fn trained(data: &Dataset) -> Model {
+    let split = data.split(2, 2).unwrap();
+    let options = TrainOptions { max_epochs: 1, ..quick_options(3) };
+    let _alone = libtorch_alone();
+    train(data, &split, &options, None).unwrap().0
+}
+
+/// Every pool entry as (campaign, user) → probability.
+fn entries(scored: &Scored) -> HashMap<(usize, i64), f32> {
+    scored.pools.iter().enumerate().flat_map(|(c, pool)| pool.iter().map(move |e| ((c, e.user_id), e.p_objective))).collect()
+}
+
+#[tokio::test]
+async fn scored_probabilities_equal_the_plain_forward_pass_and_bf16_stays_within_its_bound() {
+    let (_dir, root) = learnable_world().await;
+    let data = Dataset::load(&location(&root), &FeatureSpec::default()).await.unwrap();
+    let model = trained(&data);
+    let fp32 = score_everything(&root, &model, Precision::Fp32).await.unwrap();
+    assert!(fp32.pairs() > 10_000, "{} pairs", fp32.pairs());
+
+    // Every pool entry is a "member": the post-allocation pass gives all five
+    // heads by the plain forward pass; the objective's must equal the fused fp32 score.
+    let everyone: Vec<Vec<usize>> = fp32.pools.iter().map(|p| (0..p.len()).collect()).collect();
+    let hour = ScoreOptions::new(learnable_config().run_date).hour;
+    let members = member_probabilities(&location(&root), &model, &fp32, &everyone, hour).await.unwrap();
+    let mut worst = 0f32;
+    for (c, (pool, probabilities)) in fp32.pools.iter().zip(&members).enumerate() {
+        let head = fp32.campaigns[c].objective.head(fp32.campaigns[c].channel);
+        for (entry, p) in pool.iter().zip(probabilities) {
+            worst = worst.max((entry.p_objective - p[head]).abs());
+        }
+    }
+    assert!(worst < 1e-5, "fused fp32 vs plain forward: largest difference {worst}");
+
+    // The members' probabilities are those of one plain forward pass over
+    // inputs built here from the tables (not through the members pass).
+    let ctx = audience::tables::session(&location(&root), &[Table::Users], SessionConfig::new()).await.unwrap();
+    let batches = ctx.table("users").await.unwrap().select(audience::scoring::USER_COLUMNS.map(datafusion::prelude::col).to_vec()).unwrap().collect().await.unwrap();
+    let users = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let users = encode_users(&model.spec, "users", &users).unwrap();
+    let row_of: HashMap<i64, usize> = users.user_id.iter().enumerate().map(|(r, &id)| (id, r)).collect();
+    let rows = &fp32.campaign_rows;
+    let (mut user_index, mut campaign_index, mut pair) = (Vec::new(), Vec::new(), Vec::new());
+    for (c, pool) in fp32.pools.iter().enumerate() {
+        for entry in pool {
+            let row = row_of[&entry.user_id];
+            user_index.push(row as i64);
+            campaign_index.push(c as i64);
+            pair.extend(pair_features(users.affinity(row, rows.genre[c]), users.language[row] == rows.language[c], hour));
+        }
+    }
+    let (n, m) = (users.rows.n as i64, rows.rows.n as i64);
+    let (u, k) = (Tensor::from_slice(&user_index), Tensor::from_slice(&campaign_index));
+    let inputs = Inputs {
+        user_cat: Tensor::from_slice(&users.rows.cat).view([n, -1]).index_select(0, &u),
+        user_dense: Tensor::from_slice(&users.rows.dense).view([n, -1]).index_select(0, &u),
+        campaign_cat: Tensor::from_slice(&rows.rows.cat).view([m, -1]).index_select(0, &k),
+        campaign_dense: Tensor::from_slice(&rows.rows.dense).view([m, -1]).index_select(0, &k),
+        pair: Tensor::from_slice(&pair).view([user_index.len() as i64, 4]),
+    };
+    let plain = Vec::<f32>::try_from(model.network.predict(&inputs).contiguous().view([-1])).unwrap();
+    let passed: Vec<f32> = members.iter().flatten().flatten().copied().collect();
+    assert_eq!(passed.len(), plain.len());
+    let worst = passed.iter().zip(&plain).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "members' pass vs one forward pass: largest difference {worst}");
+
+    // bf16: the same pairs, each within a bound of fp32, and close on average.
+    if !bf16_supported() {
+        let err = score_everything(&root, &model, Precision::Bf16).await.err().expect("bf16 refused on this CPU");
+        assert!(err.to_string().contains("scoring.precision = \"bf16\""), "{err}");
+        return;
+    }
+    let bf16 = score_everything(&root, &model, Precision::Bf16).await.unwrap();
+    let (a, b) = (entries(&fp32), entries(&bf16));
+    assert_eq!(a.len(), b.len(), "the same pairs are scored");
+    let differences: Vec<f32> = a.iter().map(|(key, p)| (p - b[key]).abs()).collect();
+    let worst = differences.iter().cloned().fold(0f32, f32::max);
+    let mean = differences.iter().sum::<f32>() / differences.len() as f32;
+    eprintln!("bf16 vs fp32 over {} pairs: mean difference {mean:.2e}, largest {worst:.2e}", differences.len());
+    assert!(worst < 0.02, "bf16 vs fp32: largest difference {worst}");
+    assert!(mean < 2e-3, "bf16 vs fp32: mean difference {mean}");
 }
