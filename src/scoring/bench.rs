@@ -207,7 +207,8 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
             let scored = score(&root, &model, &score_options).await?;
             let pool_bytes = scored.pool_bytes;
             let peak = crate::measure::peak_rss_bytes().filter(|_| reset);
-            let working_bytes = peak.map(|peak| peak.saturating_sub(pool_bytes));
+            // What scoring added to the process, less its output.
+            let working_bytes = peak.zip(before).map(|(peak, before)| peak.saturating_sub(before).saturating_sub(pool_bytes));
             let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
             let pairs = scored.pairs();
             let label = format!("{}, {label}", precision.as_str());
@@ -226,7 +227,7 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
             let candidates: usize = scored.pools.iter().map(Vec::len).sum();
             if let Some(bytes) = working_bytes {
                 println!(
-                    "  memory: operator working set {:.0} MiB (peak RSS over the scoring {:.0} MiB, from {:.0} MiB before it, minus the pools at their largest, {:.1} MiB); {candidates} candidates x {} bytes",
+                    "  memory: operator working set {:.0} MiB (peak RSS over the scoring {:.0} MiB, less {:.0} MiB before it, less the pools at their largest, {:.1} MiB); {candidates} candidates x {} bytes",
                     bytes as f64 / (1 << 20) as f64,
                     peak.unwrap_or(0) as f64 / (1 << 20) as f64,
                     before.unwrap_or(0) as f64 / (1 << 20) as f64,

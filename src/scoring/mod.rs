@@ -111,8 +111,8 @@ pub struct Scored {
     /// The features of the campaigns, for the members' probabilities.
     pub campaign_rows: CampaignRows,
     pub users: u64,
-    /// Bytes the pools held at their largest: the partitions' pools (with
-    /// their unused room) and the merged ones.
+    /// Bytes the pools reached at their largest: the partitions' pools and
+    /// the merged ones.
     pub pool_bytes: u64,
     pub seconds: f64,
 }

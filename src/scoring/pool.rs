@@ -54,11 +54,13 @@ pub struct Pool {
     /// After the first cut: the worst entry kept. A newcomer below it can
     /// never be among the best `capacity`.
     floor: Option<Candidate>,
+    /// The most entries held at once (what the pool's memory reached).
+    high_water: usize,
 }
 
 impl Pool {
     pub fn new(capacity: usize) -> Pool {
-        Pool { capacity, entries: Vec::new(), floor: None }
+        Pool { capacity, entries: Vec::new(), floor: None, high_water: 0 }
     }
 
     /// Entries the pool keeps.
@@ -70,9 +72,10 @@ impl Pool {
         self.entries.is_empty()
     }
 
-    /// Bytes the entries occupy (allocated, including room not yet used).
+    /// Bytes the entries reached at their most (memory touched; room a
+    /// vector reserved but never filled is not resident).
     pub fn bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Candidate>()
+        self.high_water.max(self.entries.len()) * std::mem::size_of::<Candidate>()
     }
 
     /// The probability a newcomer must reach to have a chance (`None` until
@@ -95,6 +98,7 @@ impl Pool {
             Some(_) => self.capacity + (self.capacity / 2).max(64),
         };
         if self.entries.len() >= cut_at {
+            self.high_water = self.high_water.max(self.entries.len());
             self.cut();
         }
     }
