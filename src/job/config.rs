@@ -446,6 +446,25 @@ mod tests {
     }
 
     #[test]
+    fn bf16_is_checked_against_this_cpu_and_changes_the_fingerprint() {
+        let text = format!("{MINIMAL}[scoring]\nprecision = \"bf16\"\n");
+        match JobConfig::parse(&text, "job.toml", env) {
+            Ok(config) => {
+                assert!(crate::model::fused::bf16_supported(), "bf16 accepted on a CPU without it");
+                assert_ne!(config.hash(), JobConfig::parse(MINIMAL, "f", env).unwrap().hash());
+            }
+            Err(err) => {
+                assert!(!crate::model::fused::bf16_supported(), "bf16 refused on a CPU with it: {err}");
+                assert!(err.to_string().contains("scoring.precision = \"bf16\""), "{err}");
+            }
+        }
+        let fp32 = format!("{MINIMAL}[scoring]\nprecision = \"fp32\"\n");
+        assert_eq!(JobConfig::parse(&fp32, "f", env).unwrap().hash(), JobConfig::parse(MINIMAL, "f", env).unwrap().hash());
+        let typo = format!("{MINIMAL}[scoring]\nprecision = \"fp16\"\n");
+        assert!(JobConfig::parse(&typo, "f", env).unwrap_err().to_string().contains("fp16"));
+    }
+
+    #[test]
     fn the_hash_follows_decisive_settings_only() {
         let a = JobConfig::parse(MINIMAL, "f", env).unwrap();
         let mut b = a.clone();
