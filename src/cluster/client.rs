@@ -15,6 +15,7 @@ use super::{partial, session};
 use crate::contract::Table;
 use crate::model::Model;
 use crate::scoring::{ModelParts, ScoreError, ScoreOptions, Scored, USER_COLUMNS, cores, merge, prepare};
+use crate::scoring::scorer::PartitionResult;
 use crate::storage::{Location, StorageOptions};
 
 /// Where and how to score on the cluster.
@@ -70,7 +71,7 @@ pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, option
         .await
         .map_err(|_| ScoreError::Timeout { seconds: cluster.timeout.as_secs() })?
         .map_err(query)?;
-    let mut result = partial::empty(&prepared);
+    let mut result = PartitionResult::empty(&prepared);
     for batch in &batches {
         partial::decode_into(batch, &prepared, &mut result).map_err(|e| query(DataFusionError::Internal(e.to_string())))?;
     }

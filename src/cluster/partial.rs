@@ -107,8 +107,3 @@ pub fn decode_into(batch: &RecordBatch, prepared: &Prepared, result: &mut Partit
     }
     Ok(())
 }
-
-/// An empty result with `prepared`'s pool sizes, to decode into.
-pub fn empty(prepared: &Prepared) -> PartitionResult {
-    PartitionResult::empty(prepared)
-}

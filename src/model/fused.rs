@@ -16,11 +16,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::network::TowerWeights;
-
-fn floats(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.contiguous().view([-1]).to_kind(Kind::Float)).expect("float tensor")
-}
+use super::network::{TowerWeights, floats};
 
 /// The number format of the per-pair GEMMs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,8 +174,9 @@ pub struct Tile {
     pub len: usize,
     pub campaign: Vec<u32>,
     pub user_id: Vec<i64>,
-    /// f32 staging row for bf16 tiles built from activations.
-    staging: Vec<f32>,
+    /// A row of zeros: the campaign term and direction of rows pushed as
+    /// ready activations.
+    zeros: Vec<f32>,
 }
 
 impl Tile {
@@ -213,12 +210,9 @@ impl Tile {
     /// Appends a row of first-layer activations computed elsewhere (already
     /// through the ReLU), in f32.
     pub fn push_activations(&mut self, activations: &[f32]) {
-        debug_assert!(!self.is_full());
-        self.staging.clear();
-        self.staging.resize(self.width, 0.0);
-        let zeros = std::mem::take(&mut self.staging);
+        let zeros = std::mem::take(&mut self.zeros);
         self.push_pair(activations, &zeros, 0.0, &zeros, 0, 0);
-        self.staging = zeros;
+        self.zeros = zeros;
     }
 
     fn clear(&mut self) {
@@ -289,14 +283,6 @@ impl Kernel {
         })
     }
 
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
-    pub fn isa(&self) -> Isa {
-        self.isa
-    }
-
     /// Pairs per tile.
     pub fn rows(&self) -> usize {
         self.rows
@@ -313,7 +299,7 @@ impl Kernel {
             len: 0,
             campaign: Vec::with_capacity(self.rows),
             user_id: Vec::with_capacity(self.rows),
-            staging: Vec::new(),
+            zeros: vec![0.0; self.width],
         }
     }
 

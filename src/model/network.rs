@@ -289,8 +289,9 @@ pub struct PairTerms {
     pub shift: Vec<f32>,
 }
 
-fn floats(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.contiguous().view([-1])).expect("float tensor")
+/// A float tensor's values, row-major.
+pub(super) fn floats(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.contiguous().view([-1]).to_kind(Kind::Float)).expect("float tensor")
 }
 
 impl Factorised {

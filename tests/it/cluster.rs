@@ -509,7 +509,7 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
 
     // Running the decoded plan gives the local engine's candidate table.
     let batches = collect(on_executor, executor).await.unwrap();
-    let mut result = audience::cluster::partial::empty(&prepared);
+    let mut result = audience::scoring::scorer::PartitionResult::empty(&prepared);
     for batch in &batches {
         audience::cluster::partial::decode_into(batch, &prepared, &mut result).unwrap();
     }
