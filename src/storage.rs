@@ -78,16 +78,55 @@ impl StorageError {
         match self {
             StorageError::BadUrl { .. } | StorageError::NotFound { .. } => ExitCode::Invalid,
             StorageError::AlreadyExists { .. } => ExitCode::Conflict,
-            // Wrong credentials or permissions are configuration, not bad luck.
-            StorageError::Io {
-                source: object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. },
-                ..
-            } => ExitCode::Invalid,
+            StorageError::Io { source, .. } if is_permanent(source) => ExitCode::Invalid,
+            StorageError::Parquet { source, .. } if is_permanent(source) => ExitCode::Invalid,
             // Our own marker or manifest unreadable: an unexpected state for a person.
             StorageError::Corrupt { .. } => ExitCode::Internal,
             StorageError::Io { .. } | StorageError::Parquet { .. } => ExitCode::Transient,
         }
     }
+}
+
+/// Whether a store's error is one a retry cannot fix: wrong credentials or
+/// permissions, a path the store cannot take, a request it does not support,
+/// or (on a local disk) a folder where a file should be, a file where a
+/// folder should be, a read-only file system, a name the file system refuses.
+/// Everything else (network, throttling, a full disk) may pass: exit 3.
+fn is_permanent(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(error) = error.downcast_ref::<object_store::Error>() {
+            use object_store::Error as E;
+            if matches!(
+                error,
+                E::PermissionDenied { .. }
+                    | E::Unauthenticated { .. }
+                    | E::InvalidPath { .. }
+                    | E::NotSupported { .. }
+                    | E::NotImplemented { .. }
+                    | E::UnknownConfigurationKey { .. }
+            ) {
+                return true;
+            }
+        }
+        if let Some(error) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                error.kind(),
+                K::IsADirectory
+                    | K::NotADirectory
+                    | K::PermissionDenied
+                    | K::ReadOnlyFilesystem
+                    | K::InvalidFilename
+                    | K::InvalidInput
+                    | K::DirectoryNotEmpty
+            )
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 impl StorageError {
@@ -172,6 +211,32 @@ fn configure<B, K: FromStr>(
     })
 }
 
+/// The absolute form of a local path, with `.` and `..` resolved the way the
+/// file system resolves them: the longest existing ancestor is canonicalised
+/// (so `..` after a symbolic link goes where the kernel would go), and the
+/// rest, which does not exist yet, is resolved by name. A path without `..`
+/// stays as written (symbolic links kept), so the URLs recorded in manifests
+/// do not change.
+fn resolve_local(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use std::path::Component;
+    let absolute = std::path::absolute(path)?;
+    if !absolute.components().any(|c| c == Component::ParentDir) {
+        return Ok(absolute);
+    }
+    let existing = absolute.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
+    let mut resolved = std::fs::canonicalize(existing)?;
+    for component in absolute.strip_prefix(existing).expect("an ancestor").components() {
+        match component {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(part) => resolved.push(part),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(resolved)
+}
+
 /// A store plus a prefix in it: a world root, a table, an output directory.
 #[derive(Clone)]
 pub struct Location {
@@ -253,7 +318,7 @@ impl Location {
     }
 
     fn local(path: &std::path::Path) -> Result<Location> {
-        let absolute = std::path::absolute(path).map_err(|e| StorageError::BadUrl {
+        let absolute = resolve_local(path).map_err(|e| StorageError::BadUrl {
             url: path.display().to_string(),
             reason: e.to_string(),
         })?;

@@ -52,6 +52,17 @@ pub enum AbError {
     NotInWorld(String),
     #[error("scratch directory: {0}")]
     Scratch(#[from] std::io::Error),
+    /// Options that would run one world or one seed twice.
+    #[error("{0}")]
+    Options(String),
+    /// Regenerating a world in the scratch folder failed: not the user's
+    /// input, so neither their fault nor a conflict for them to resolve.
+    #[error("regenerating the world with seed {seed} (world seeds) failed: {source}")]
+    Regenerate {
+        seed: u64,
+        #[source]
+        source: crate::world::write::GenerateError,
+    },
 }
 
 impl AbError {
@@ -62,7 +73,11 @@ impl AbError {
             AbError::Score(e) => e.exit_code(),
             AbError::Generate(e) => e.exit_code(),
             AbError::Query(e) => crate::exit_code::of_query(e),
-            AbError::Feature(_) | AbError::NoTruth { .. } | AbError::NotInWorld(_) => ExitCode::Invalid,
+            AbError::Feature(_) | AbError::NoTruth { .. } | AbError::NotInWorld(_) | AbError::Options(_) => ExitCode::Invalid,
+            AbError::Regenerate { source, .. } => match source.exit_code() {
+                ExitCode::Transient => ExitCode::Transient,
+                _ => ExitCode::Internal,
+            },
             AbError::Allocate(_) | AbError::Arrow(_) | AbError::Scratch(_) => ExitCode::Internal,
         }
     }
@@ -118,16 +133,17 @@ pub fn recipes() -> (Recipe, Recipe) {
 /// Runs the test on the world at `data` (and on regenerated worlds for
 /// `options.world_seeds`), once per training seed.
 pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbError> {
+    let config = world_config(data).await?;
+    check_seeds(options, config.seed, data)?;
     let scratch = tempfile::tempdir()?;
     let scratch_root = Location::parse(scratch.path().to_str().expect("utf-8 temp path"))?;
-    let config = world_config(data).await?;
     let mut worlds = vec![(config.seed, data.clone())];
     for &seed in &options.world_seeds {
-        if seed != config.seed {
-            let root = scratch_root.join(&format!("world-{seed}"));
-            crate::world::write::generate(&root, WorldConfig { seed, ..config.clone() }, false).await?;
-            worlds.push((seed, root));
-        }
+        let root = scratch_root.join(&format!("world-{seed}"));
+        crate::world::write::generate(&root, WorldConfig { seed, ..config.clone() }, false)
+            .await
+            .map_err(|source| AbError::Regenerate { seed, source })?;
+        worlds.push((seed, root));
     }
     let mut runs = Vec::new();
     for (world_seed, root) in &worlds {
@@ -166,6 +182,25 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
         }
     }
     Ok(AbResult { data: data.url().to_string(), runs })
+}
+
+/// Refuses options that would count one run twice: a training seed or a
+/// world seed named twice, or a world seed that is the seed of the world at
+/// `data` itself (that world runs anyway).
+fn check_seeds(options: &AbOptions, data_seed: u64, data: &Location) -> Result<(), AbError> {
+    let repeated = |values: &[u64]| values.iter().enumerate().find(|(i, v)| values[..*i].contains(*v)).map(|(_, v)| *v);
+    if let Some(seed) = repeated(&options.seeds) {
+        return Err(AbError::Options(format!("training seed {seed} is named twice: each seed is one run of the test")));
+    }
+    if let Some(seed) = repeated(&options.world_seeds) {
+        return Err(AbError::Options(format!("world seed {seed} is named twice: each world seed is one world")));
+    }
+    if options.world_seeds.contains(&data_seed) {
+        return Err(AbError::Options(format!(
+            "world seed {data_seed} is the seed of the world at {data} (its world.json): that world runs anyway"
+        )));
+    }
+    Ok(())
 }
 
 /// The job's default config, on a half world (nothing is written: only

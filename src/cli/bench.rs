@@ -7,6 +7,8 @@ use audience::scoring::bench::BenchOptions as ScoreBenchOptions;
 use audience::model::fused::{Precision, bf16_supported};
 use clap::Subcommand;
 
+use super::distinct;
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Allocation on a random instance: candidates/s, iterations, gap, peak RSS.
@@ -58,6 +60,7 @@ impl Command {
                 if campaigns == 0 || candidates == 0 {
                     return Err(Error::Usage("--candidates and --campaigns must be at least 1".into()));
                 }
+                distinct("--solver", &solver)?;
                 audience::allocate::bench::run(&BenchOptions { candidates, campaigns, solvers: solver, objective, seed, warm_start });
             }
             Command::Score { users, campaigns, naive_users, data, model, precision, one_partition } => {
@@ -73,6 +76,7 @@ impl Command {
                 } else {
                     precision
                 };
+                distinct("--precision", &precisions)?;
                 for p in &precisions {
                     p.check().map_err(|e| Error::Usage(e.to_string()))?;
                 }

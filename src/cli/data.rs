@@ -42,7 +42,7 @@ impl Command {
     pub async fn run(self) -> Result<(), Error> {
         match self {
             Command::Generate { out, world, overwrite } => {
-                let out = location(&out)?;
+                let out = super::output("--out", &out)?;
                 let manifest = generate(&out, world.into(), overwrite).await?;
                 tracing::info!(rows = ?manifest.rows, "world written");
                 println!("{out}");

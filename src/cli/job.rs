@@ -96,6 +96,7 @@ impl Command {
                 if epochs == 0 {
                     return Err(Error::Usage("--epochs must be at least 1".into()));
                 }
+                super::output("--out", &out)?;
                 let options = TrainOptions { max_epochs: epochs, ..TrainOptions::default() };
                 let demo = demo::demo(std::path::Path::new(&out), world.into(), &options).await?;
                 print!("{}", demo.summary());

@@ -50,3 +50,27 @@ pub async fn run(command: Command) -> Result<(), Error> {
 fn location(url: &str) -> Result<audience::storage::Location, Error> {
     Ok(audience::storage::Location::parse(url)?)
 }
+
+/// A location a command writes to, from the flag `flag`: refused (exit 2)
+/// where it would overwrite a run's files outside the commit protocol.
+fn output(flag: &str, url: &str) -> Result<audience::storage::Location, Error> {
+    let location = location(url)?;
+    audience::job::commit::check_outside_runs(flag, &location, false).map_err(Error::Usage)?;
+    Ok(location)
+}
+
+/// A local file a command writes to, from the flag `flag` (as [`output`]).
+fn output_file(flag: &str, path: &std::path::Path) -> Result<(), Error> {
+    output(flag, &path.display().to_string()).map(|_| ())
+}
+
+/// Refuses a list flag that names a value twice (exit 2, naming the flag):
+/// a repeated seed or size would be counted twice in a mean, or run twice.
+fn distinct<T: PartialEq + std::fmt::Debug>(flag: &str, values: &[T]) -> Result<(), Error> {
+    for (i, value) in values.iter().enumerate() {
+        if values[..i].contains(value) {
+            return Err(Error::Usage(format!("{flag} names {} more than once", format!("{value:?}").to_lowercase())));
+        }
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@ use audience::model::workflow::{Finetune, Source, evaluate_saved, evaluate_saved
 use audience::model::{experiment, probe_libtorch};
 use clap::{Args, Subcommand};
 
-use super::location;
+use super::{distinct, location, output, output_file};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -121,7 +121,7 @@ impl Command {
     pub async fn run(self) -> Result<(), Error> {
         match self {
             Command::Train { data, out, training } => {
-                let (data, out) = (location(&data)?, location(&out)?);
+                let (data, out) = (location(&data)?, output("--out", &out)?);
                 let manifest = train_and_save(&data, &out, &training.options()?, None).await?;
                 let report = &manifest.training.report;
                 eprintln!(
@@ -136,6 +136,10 @@ impl Command {
                 println!("{out}");
             }
             Command::Evaluate { data, model, json, report, precision } => {
+                if let Some(path) = &json {
+                    output_file("--json", path)?;
+                }
+                let report = report.map(|out| output("--report", &out).map(|location| (out, location))).transpose()?;
                 let (data, model_url) = (location(&data)?, location(&model)?);
                 let (manifest, evaluation, diagnostics) = evaluate_saved(&data, &model_url).await?;
                 println!("model {} on the test days of {data}: {} impressions", manifest.model_version, evaluation.test_examples);
@@ -148,16 +152,16 @@ impl Command {
                     let text = serde_json::to_vec_pretty(&evaluation).expect("metrics serialise");
                     std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
                 }
-                if let Some(out) = report {
+                if let Some((out, location)) = report {
                     let html = audience::model::report::render(&manifest, data.url(), &evaluation, &diagnostics)
                         .map_err(audience::job::report::ReportError::from)?;
-                    location(&out)?.write(html).await?;
+                    location.write(html).await?;
                     eprintln!("model report written to {out}");
                 }
             }
             Command::Finetune { data, model, out, task, source, labels, encoder_lr_scale, new_head, training } => {
                 let recipe = Finetune { task, source, labels, encoder_lr_scale, new_head };
-                let (data, model, out) = (location(&data)?, location(&model)?, location(&out)?);
+                let (data, model, out) = (location(&data)?, location(&model)?, output("--out", &out)?);
                 let (manifest, base) = finetune(&data, &model, &out, &recipe, &training.options()?).await?;
                 eprintln!(
                     "fine-tuned {} from {base}: validation stream AP {:.4}",
@@ -181,6 +185,7 @@ impl Experiment {
     async fn run(self) -> Result<(), Error> {
         match self {
             Experiment::Ablation { data, seeds, training } => {
+                distinct("--seeds", &seeds)?;
                 let options = training.options()?;
                 let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
                 print!("{}", experiment::ablation(&dataset, &split, &options, &seeds)?.table());
@@ -188,6 +193,11 @@ impl Experiment {
             Experiment::Ab { data, seeds, world_seeds, json, training } => {
                 if seeds.is_empty() {
                     return Err(Error::Usage("--seeds needs at least one seed".into()));
+                }
+                distinct("--seeds", &seeds)?;
+                distinct("--world-seeds", &world_seeds)?;
+                if let Some(path) = &json {
+                    output_file("--json", path)?;
                 }
                 let options = audience::ab::AbOptions { seeds, world_seeds, training: training.options()? };
                 let result = audience::ab::run(&location(&data)?, &options).await?;
@@ -198,6 +208,7 @@ impl Experiment {
                 }
             }
             Experiment::ColdStart { data, labels, training } => {
+                distinct("--labels", &labels)?;
                 let options = training.options()?;
                 let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
                 let (zero_shot, rows) = experiment::cold_start(&dataset, &split, &options, &labels)?;
@@ -230,8 +241,10 @@ pub struct TrainingArgs {
 
 impl TrainingArgs {
     fn options(&self) -> Result<TrainOptions, Error> {
-        if self.epochs == 0 || self.batch_size < 2 || !(self.learning_rate > 0.0) {
-            return Err(Error::Usage("--epochs must be ≥ 1, --batch-size ≥ 2 and --learning-rate > 0".into()));
+        // Upper ends past which training would exhaust memory (a batch's
+        // activations) or never end, rather than be refused by name.
+        if !(1..=10_000).contains(&self.epochs) || !(2..=1 << 20).contains(&self.batch_size) || !(self.learning_rate > 0.0 && self.learning_rate <= 10.0) {
+            return Err(Error::Usage("--epochs must be 1–10000, --batch-size 2–1048576 and --learning-rate in (0, 10]".into()));
         }
         Ok(TrainOptions {
             seed: self.seed,

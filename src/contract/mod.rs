@@ -160,6 +160,10 @@ pub struct Rules {
     pub non_negative: bool,
     /// Numbers must be >= 1.
     pub positive: bool,
+    /// Numbers must be at most this: a limit no real market reaches, so that
+    /// sums and products of valid inputs stay finite (budgets × priorities,
+    /// cpm × impressions, a campaign's spend summed over its users).
+    pub at_most: Option<f64>,
     /// Strings must be one of these.
     pub allowed: Option<&'static [&'static str]>,
     /// Strings must match this regex.
@@ -230,6 +234,10 @@ impl ColumnSpec {
         self.rules.positive = true;
         self
     }
+    fn at_most(mut self, limit: f64) -> Self {
+        self.rules.at_most = Some(limit);
+        self
+    }
     fn one_of(mut self, values: &'static [&'static str]) -> Self {
         self.rules.allowed = Some(values);
         self
@@ -257,6 +265,22 @@ pub fn audience_schema() -> SchemaRef {
 
 use ColumnType as T;
 
+/// The contract's upper limits (the README's data contract lists them). Far
+/// beyond any real market, and low enough that every sum and product the job
+/// forms of valid inputs is finite in f64 and f32: a user's cost is at most
+/// MAX_CPM × MAX_IMPRESSIONS_PER_USER / 1000 = 1e7, its value at most
+/// MAX_PRIORITY × that = 1e13, and a billion users' sum stays below 1e22.
+pub const HOURS_IN_30_DAYS: f64 = 720.0;
+/// Budgets and spend, in the campaign's currency: a trillion.
+pub const MAX_MONEY: f64 = 1e12;
+/// Price per thousand impressions.
+pub const MAX_CPM: f64 = 1e6;
+pub const MAX_IMPRESSIONS_PER_USER: f64 = 1e4;
+/// A campaign's weight in the objective.
+pub const MAX_PRIORITY: f64 = 1e6;
+/// An audience size: a billion users.
+pub const MAX_AUDIENCE: f64 = 1e9;
+
 fn users_spec() -> TableSpec {
     TableSpec {
         table: Table::Users,
@@ -268,10 +292,11 @@ fn users_spec() -> TableSpec {
             col("language", T::Utf8),
             col("is_premium", T::Bool),
             col("ads_opt_out", T::Bool),
-            col("listening_hours_30d", T::Float32).finite().non_negative(),
+            col("listening_hours_30d", T::Float32).finite().non_negative().at_most(HOURS_IN_30_DAYS),
             col("follows_count", T::Int32).non_negative(),
             col("searches_30d", T::Int32).non_negative(),
-            col("genre_affinity", T::Float32Vector(GENRE_COUNT)).finite().non_negative(),
+            // A share of the user's listening per genre.
+            col("genre_affinity", T::Float32Vector(GENRE_COUNT)).finite().non_negative().at_most(1.0),
         ],
         key: &["user_id"],
         unique_key: true,
@@ -309,17 +334,17 @@ fn campaigns_spec() -> TableSpec {
             col("end_date", T::Date32),
             // Today's budget; or, where it is null, `total_budget` and
             // `spent_to_date` paced evenly over the remaining days.
-            col("budget", T::Float64).nullable().finite().non_negative(),
-            col("total_budget", T::Float64).optional().finite().non_negative(),
-            col("spent_to_date", T::Float64).optional().finite().non_negative(),
-            col("cpm", T::Float64).finite().non_negative(),
-            col("impressions_per_user", T::Int32).positive(),
-            col("priority", T::Float64).optional().finite().non_negative(),
+            col("budget", T::Float64).nullable().finite().non_negative().at_most(MAX_MONEY),
+            col("total_budget", T::Float64).optional().finite().non_negative().at_most(MAX_MONEY),
+            col("spent_to_date", T::Float64).optional().finite().non_negative().at_most(MAX_MONEY),
+            col("cpm", T::Float64).finite().non_negative().at_most(MAX_CPM),
+            col("impressions_per_user", T::Int32).positive().at_most(MAX_IMPRESSIONS_PER_USER),
+            col("priority", T::Float64).optional().finite().non_negative().at_most(MAX_PRIORITY),
             col("target_countries", T::Utf8List).optional(),
             col("target_age_buckets", T::Utf8List).optional(),
             col("target_platforms", T::Utf8List).optional(),
             col("target_languages", T::Utf8List).optional(),
-            col("min_audience", T::Int64).optional().non_negative(),
+            col("min_audience", T::Int64).optional().non_negative().at_most(MAX_AUDIENCE),
         ],
         key: &["campaign_id"],
         unique_key: true,
@@ -346,7 +371,7 @@ fn impressions_spec() -> TableSpec {
             col("source", T::Utf8).one_of(&SOURCES),
             col("format", T::Utf8).one_of(&FORMATS),
             col("surface", T::Utf8),
-            col("hour", T::Int8).non_negative(),
+            col("hour", T::Int8).non_negative().at_most(23.0),
             col("streamed", T::Bool),
             col("clicked", T::Bool),
             col("liked", T::Bool),

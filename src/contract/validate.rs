@@ -216,11 +216,15 @@ impl<'a> TableValidator<'a> {
                 self.flag_rows(name, rule, keys, values.iter().map(|v| v.is_some_and(|v| v < minimum)), |i| {
                     format!("value {}", values.value(i))
                 });
+                if let Some(limit) = rules.at_most {
+                    let bad = values.iter().map(|v| v.is_some_and(|v| v as f64 > limit));
+                    self.flag_rows(name, above(limit), keys, bad, |i| format!("value {}", values.value(i)));
+                }
             }
             ColumnType::Float32 | ColumnType::Float64 => {
                 let values = cast_to(array, &DataType::Float64);
                 let values = values.as_primitive::<Float64Type>();
-                self.check_floats(name, rules.finite, rules.non_negative, values.iter(), keys, |i| values.value(i));
+                self.check_floats(name, rules, values.iter(), keys, |i| values.value(i));
             }
             ColumnType::Utf8 => {
                 let values = cast_to(array, &DataType::Utf8);
@@ -245,19 +249,22 @@ impl<'a> TableValidator<'a> {
     fn check_floats(
         &mut self,
         name: &str,
-        finite: bool,
-        non_negative: bool,
+        rules: &super::Rules,
         values: impl Iterator<Item = Option<f64>> + Clone,
         keys: &RowNames,
         value: impl Fn(usize) -> f64,
     ) {
-        if finite {
+        if rules.finite {
             let bad = values.clone().map(|v| v.is_some_and(|v| !v.is_finite()));
             self.flag_rows(name, "NaN or infinite value", keys, bad, |i| format!("value {}", value(i)));
         }
-        if non_negative {
-            let bad = values.map(|v| v.is_some_and(|v| v < 0.0));
+        if rules.non_negative {
+            let bad = values.clone().map(|v| v.is_some_and(|v| v < 0.0));
             self.flag_rows(name, "negative value", keys, bad, |i| format!("value {}", value(i)));
+        }
+        if let Some(limit) = rules.at_most {
+            let bad = values.map(|v| v.is_some_and(|v| v.is_finite() && v > limit));
+            self.flag_rows(name, above(limit), keys, bad, |i| format!("value {}", number(value(i))));
         }
     }
 
@@ -274,7 +281,7 @@ impl<'a> TableValidator<'a> {
         let values = list.values().as_primitive::<Float32Type>();
         // Row of each element, for naming the key of a bad element.
         let row_of = |element: usize| offsets.partition_point(|&o| o as usize <= element) - 1;
-        let flags = |test: fn(Option<f32>) -> bool| -> (u64, Option<usize>) {
+        let flags = |test: &dyn Fn(Option<f32>) -> bool| -> (u64, Option<usize>) {
             let mut count = 0;
             let mut first = None;
             let mut last_row = usize::MAX;
@@ -291,15 +298,19 @@ impl<'a> TableValidator<'a> {
             (count, first)
         };
         // A vector has a value for every genre: no null inside it, nullable or not.
-        let (count, first) = flags(|v| v.is_none());
+        let (count, first) = flags(&|v| v.is_none());
         self.findings.add(name, "null element", count, || keys.name(first.unwrap_or(0)));
         if rules.finite {
-            let (count, first) = flags(|v| v.is_some_and(|v| !v.is_finite()));
+            let (count, first) = flags(&|v| v.is_some_and(|v| !v.is_finite()));
             self.findings.add(name, "NaN or infinite value", count, || keys.name(first.unwrap_or(0)));
         }
         if rules.non_negative {
-            let (count, first) = flags(|v| v.is_some_and(|v| v < 0.0));
+            let (count, first) = flags(&|v| v.is_some_and(|v| v < 0.0));
             self.findings.add(name, "negative value", count, || keys.name(first.unwrap_or(0)));
+        }
+        if let Some(limit) = rules.at_most {
+            let (count, first) = flags(&|v| v.is_some_and(|v| v.is_finite() && v as f64 > limit));
+            self.findings.add(name, above(limit), count, || keys.name(first.unwrap_or(0)));
         }
     }
 
@@ -395,6 +406,16 @@ impl<'a> TableValidator<'a> {
 
 /// Casts a column to the type the checks read; the contract's accepted types all
 /// cast losslessly, so a failure here is a bug.
+/// The rule a value above the contract's limit breaks.
+fn above(limit: f64) -> String {
+    format!("value above the contract's limit of {}", number(limit))
+}
+
+/// A number as a person reads it: 720, 1e12, 1e300 (not in 301 digits).
+fn number(x: f64) -> String {
+    if x.abs() >= 1e6 { format!("{x:e}") } else { x.to_string() }
+}
+
 fn cast_to(array: &ArrayRef, to: &DataType) -> ArrayRef {
     if array.data_type() == to {
         return array.clone();

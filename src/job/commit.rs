@@ -159,6 +159,32 @@ impl DateDir {
     }
 }
 
+/// Refuses `target` as the output of a command that writes outside the commit
+/// protocol (`report --out`, `train --out`, `evaluate --report` ...): a run's
+/// files and a date's `_SUCCESS` change only through a run's commit (`run
+/// --overwrite`). `target` may not be a run directory (`dt=<date>/run=<id>`),
+/// anything inside one, or a `_SUCCESS`; with `allow_report`, a run's
+/// `report.html` may be drawn again in place (it is derived from the
+/// manifest). The message names `flag` and what the target is.
+pub fn check_outside_runs(flag: &str, target: &Location, allow_report: bool) -> Result<(), String> {
+    let parts: Vec<String> = target.path().parts().map(|p| p.as_ref().to_string()).collect();
+    let refuse = |what: &str| Err(format!("{flag} {}: {what}; a run's files change only through `audience run --overwrite`", target.url()));
+    for i in 1..parts.len() {
+        let in_date_dir = parts[i - 1].starts_with("dt=");
+        if in_date_dir && parts[i] == SUCCESS_FILE {
+            return refuse("is a date's commit marker");
+        }
+        if in_date_dir && parts[i].starts_with("run=") {
+            let inside = &parts[i + 1..];
+            if allow_report && inside.len() == 1 && inside[0] == super::report::REPORT_FILE {
+                return Ok(());
+            }
+            return refuse(if inside.is_empty() { "is a run's directory" } else { "is inside a run's directory" });
+        }
+    }
+    Ok(())
+}
+
 /// Path of a campaign's audience file, relative to its run directory.
 pub fn audience_file(campaign_id: &str) -> String {
     format!("audiences/campaign_id={campaign_id}/part-00000.parquet")
@@ -176,4 +202,27 @@ pub async fn missing_files(run_dir: &Location, manifest: &RunManifest) -> Result
         .map(|c| audience_file(&c.campaign_id))
         .chain([MANIFEST_FILE.to_string(), super::report::REPORT_FILE.to_string()]);
     Ok(expected.map(|file| run_dir.join(&file).url().to_string()).filter(|url| !present.contains(url)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_outside_the_commit_writes_into_a_run() {
+        let root = Location::parse("/tmp/audiences").unwrap();
+        let run = root.join("dt=2026-06-01/run=20260601T000000Z-0000000a");
+        let check = |target: &Location, allow_report| check_outside_runs("--out", target, allow_report);
+        for refused in [run.clone(), run.join(MANIFEST_FILE), run.join(&audience_file("c1")), root.join("dt=2026-06-01/_SUCCESS")] {
+            let err = check(&refused, true).unwrap_err();
+            assert!(err.starts_with(&format!("--out {}", refused.url())) && err.contains("run --overwrite"), "{err}");
+        }
+        assert!(check(&run.join(super::super::report::REPORT_FILE), false).is_err(), "report.html only where allowed");
+        check(&run.join(super::super::report::REPORT_FILE), true).unwrap();
+        for allowed in [root.clone(), root.join("report.html"), root.join("run=x/manifest.json"), root.join("dt=2026-06-01/notes.html")] {
+            check(&allowed, false).unwrap();
+        }
+        let s3 = Location::parse("s3://bucket/out/dt=2026-06-01/run=r/manifest.json").unwrap();
+        assert!(check(&s3, true).is_err());
+    }
 }

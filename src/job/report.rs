@@ -18,6 +18,9 @@ pub const REPORT_FILE: &str = "report.html";
 pub enum ReportError {
     #[error("manifest {url}: {reason}")]
     Manifest { url: String, reason: String },
+    /// Where the page would overwrite a run's own files.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Chart(#[from] ChartError),
     #[error(transparent)]
@@ -29,7 +32,7 @@ pub enum ReportError {
 impl ReportError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ReportError::Manifest { .. } => ExitCode::Invalid,
+            ReportError::Manifest { .. } | ReportError::Refused(_) => ExitCode::Invalid,
             // A committed run must always have its report: a figure that cannot be drawn is a bug.
             ReportError::Chart(_) => ExitCode::Internal,
             ReportError::Storage(e) => e.exit_code(),
@@ -54,16 +57,21 @@ pub fn parse_manifest(url: &str, json: &[u8]) -> Result<RunManifest, ReportError
 /// Renders the report of the run at `manifest_url` again, reading the model's
 /// metrics from `model_uri` (default: the manifest's `model_uri`), and writes
 /// it to `out` (default: `report.html` beside the manifest). Nothing is
-/// written unless both manifests read. Returns where it was written.
+/// written unless both manifests read, nor anywhere inside a run's directory
+/// but the run's own `report.html`. Returns where it was written.
 pub async fn render_again(manifest_url: &str, model_uri: Option<&str>, out: Option<&str>) -> Result<String, ReportError> {
     let location = Location::parse(manifest_url)?;
+    let beside = Location::parse(manifest_url.rsplit_once('/').map_or(".", |(dir, _)| dir))?.join(REPORT_FILE);
+    let out = match out {
+        Some(out) => Location::parse(out)?,
+        None => beside.clone(),
+    };
+    // In place (beside its own manifest) a run's report may be drawn again;
+    // no other file of a run, and no other run's report, may be written.
+    super::commit::check_outside_runs("--out", &out, out.url() == beside.url()).map_err(ReportError::Refused)?;
     let manifest = parse_manifest(location.url(), &location.read().await?)?;
     let model = artifact::read_manifest(&Location::parse(model_uri.unwrap_or(&manifest.model_uri))?).await?;
     let html = render(&manifest, &model)?;
-    let out = match out {
-        Some(out) => Location::parse(out)?,
-        None => Location::parse(manifest_url.rsplit_once('/').map_or(".", |(dir, _)| dir))?.join(REPORT_FILE),
-    };
     out.write(html).await?;
     Ok(out.url().to_string())
 }

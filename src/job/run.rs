@@ -215,46 +215,77 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
 
     let run_id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
     let run_dir = date_dir.run(&run_id);
-    let written = write_audiences(&run_dir, &scored, &members, &probabilities).await?;
-    let seconds = stages.done("write");
-    tracing::info!(stage = "write", run = %run_id, rows = written, seconds, "audiences written");
+    // Everything up to the commit is written under the run's own directory:
+    // a run that fails there removes it (a failpoint stands for a crash, after
+    // which nothing is cleaned up; the next run removes it as abandoned).
+    let manifest = async {
+        let written = write_audiences(&run_dir, &scored, &members, &probabilities).await?;
+        let seconds = stages.done("write");
+        tracing::info!(stage = "write", run = %run_id, rows = written, seconds, "audiences written");
 
-    let (campaigns, churn) =
-        campaign_reports(&scored, &allocation, &members, config.allocation.privacy_floor, previous.as_ref()).await?;
-    let recorded = config.file.redacted();
-    let manifest = RunManifest {
-        manifest_version: MANIFEST_VERSION,
-        run_id: run_id.clone(),
-        date: ours.date.clone(),
-        fingerprint: ours.clone(),
-        inputs_root: inputs.url().to_string(),
-        model_uri: recorded.model.uri.clone(),
-        model_version: model_manifest.model_version.clone(),
-        config: recorded,
-        users_scored: scored.users,
-        eligible_pairs: scored.pairs(),
-        campaigns,
-        solver: format!("{:?}", config.allocation.solver).to_lowercase(),
-        solver_value: allocation.primal,
-        dual_bound: allocation.dual_bound,
-        gap: allocation.gap,
-        solver_iterations: allocation.iterations,
-        warm_started_campaigns: allocation.warm_started,
-        previous_run: previous.as_ref().map(|p| PreviousRunReport { date: p.date.to_string(), run_id: p.run_id.clone() }),
-        churn,
-        price_solution: allocation.price_solution.as_ref().map(|s| PriceSolutionReport::new(s, &scored)),
-        violations,
-        timings: stages.timings.clone(),
+        let (campaigns, churn) =
+            campaign_reports(&scored, &allocation, &members, config.allocation.privacy_floor, previous.as_ref()).await?;
+        let recorded = config.file.redacted();
+        let manifest = RunManifest {
+            manifest_version: MANIFEST_VERSION,
+            run_id: run_id.clone(),
+            date: ours.date.clone(),
+            fingerprint: ours.clone(),
+            inputs_root: inputs.url().to_string(),
+            model_uri: recorded.model.uri.clone(),
+            model_version: model_manifest.model_version.clone(),
+            config: recorded,
+            users_scored: scored.users,
+            eligible_pairs: scored.pairs(),
+            campaigns,
+            solver: format!("{:?}", config.allocation.solver).to_lowercase(),
+            solver_value: allocation.primal,
+            dual_bound: allocation.dual_bound,
+            gap: allocation.gap,
+            solver_iterations: allocation.iterations,
+            warm_started_campaigns: allocation.warm_started,
+            previous_run: previous.as_ref().map(|p| PreviousRunReport { date: p.date.to_string(), run_id: p.run_id.clone() }),
+            churn,
+            price_solution: allocation.price_solution.as_ref().map(|s| PriceSolutionReport::new(s, &scored)),
+            violations,
+            timings: stages.timings.clone(),
+        };
+        let manifest_location = run_dir.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        // Drawn from the manifest as written (numbers as read back from its JSON),
+        // so that `audience report` draws the same page from the file later.
+        let report = render(&parse_manifest(manifest_location.url(), &json)?, &model_manifest)?;
+        manifest_location.write(json).await?;
+        run_dir.join(REPORT_FILE).write(report).await?;
+        Ok::<_, JobError>(manifest)
+    }
+    .await;
+    let manifest = match manifest {
+        Ok(manifest) => manifest,
+        Err(error) => return Err(discard(&run_dir, error).await),
     };
-    let manifest_location = run_dir.join(MANIFEST_FILE);
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    // Drawn from the manifest as written (numbers as read back from its JSON),
-    // so that `audience report` draws the same page from the file later.
-    let report = render(&parse_manifest(manifest_location.url(), &json)?, &model_manifest)?;
-    manifest_location.write(json).await?;
-    run_dir.join(REPORT_FILE).write(report).await?;
     failpoint("before-commit")?;
     commit(&date_dir, &manifest, flags, config.abandoned_after(), &mut stages).await
+}
+
+/// Removes the directory of a run that failed before its commit, and returns
+/// the failure. A failpoint stands for a crash: its run stays, as a crashed
+/// one would. A removal that fails is logged; the run is then left for the
+/// next run to remove as abandoned.
+async fn discard(run_dir: &Location, error: JobError) -> JobError {
+    if !matches!(error, JobError::Failpoint(_)) {
+        match run_dir.delete_all().await {
+            Ok(_) => {
+                run_dir.remove_empty_folders();
+                if let Some(path) = run_dir.url().strip_prefix("file://") {
+                    let _ = std::fs::remove_dir(path);
+                }
+                tracing::warn!(run = %run_dir, "the failed run's files were removed");
+            }
+            Err(e) => tracing::warn!(run = %run_dir, error = %e, "the failed run's files could not be removed"),
+        }
+    }
+    error
 }
 
 /// Fails at the failpoint `name` if it is armed (and dies there if

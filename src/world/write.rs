@@ -114,8 +114,19 @@ fn check_config(config: &WorldConfig) -> Result<(), GenerateError> {
     if !(config.sell_through > 0.0 && config.sell_through <= 2.0) {
         problems.push(format!("sell-through {} must be above 0 and at most 2", config.sell_through));
     }
-    if config.users >= i64::MAX as u64 {
-        problems.push("users too large".to_string());
+    // Upper ends a generator on one machine can reach (it holds the world's
+    // users, podcasts and campaigns in memory): past them it would abort on
+    // an allocation instead of saying which size is too large.
+    for (name, value, most) in [
+        ("users", config.users, 100_000_000),
+        ("podcasts", config.podcasts, 10_000_000),
+        ("campaigns", config.campaigns, 1_000_000),
+        ("impressions", config.impressions, 1_000_000_000),
+        ("days", config.days as u64, 3_650),
+    ] {
+        if value > most {
+            problems.push(format!("{name} = {value}: at most {most}"));
+        }
     }
     if problems.is_empty() { Ok(()) } else { Err(GenerateError::InvalidConfig(problems.join("; "))) }
 }

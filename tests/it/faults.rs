@@ -180,7 +180,7 @@ async fn fault_a_full_disk_while_writing_exits_3_and_the_rerun_commits() {
 /// the moto server `scripts/test.sh` starts) seen through a fault proxy with
 /// `rules`. `None` (skipped) without the server, a failure where the servers
 /// are required.
-async fn through_proxy(setup: &Setup, name: &str, rules: Vec<Rule>) -> Option<(PathBuf, Location, Vec<(&'static str, String)>, FaultProxy)> {
+pub(crate) async fn through_proxy(setup: &Setup, name: &str, rules: Vec<Rule>) -> Option<(PathBuf, Location, Vec<(&'static str, String)>, FaultProxy)> {
     let bucket = Bucket::create(Backend::S3, name)?;
     let endpoint = std::env::var("AUDIENCE_TEST_S3_ENDPOINT").unwrap();
     let proxy = FaultProxy::start(&endpoint, rules);

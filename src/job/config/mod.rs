@@ -1,20 +1,30 @@
-//! The job configuration: a TOML file (examples under `configs/`) with
-//! `${VAR}`, `${VAR:-default}` and `${VAR:?message}` expanded from the
-//! environment before parsing. Unknown keys are errors, so a typo cannot
+//! The job configuration: a TOML file (examples under `configs/`) whose
+//! string values may hold `${VAR}`, `${VAR:-default}` and `${VAR:?message}`,
+//! expanded from the environment after parsing, inside each string: a
+//! variable's value is text, never TOML, so it cannot add or change a key
+//! (a privacy floor, say). Unknown keys are errors, so a typo cannot
 //! silently fall back to a default. The file's shape ([`ConfigFile`]) is turned
 //! once into a validated [`JobConfig`] (locations opened with the `[storage.*]`
 //! settings, the engine resolved), and every problem is reported at once.
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::allocate::{Limits, Solver, Valuation};
+use crate::allocate::Limits;
 use crate::model::fused::Precision;
 use crate::scoring::ScoreOptions;
 use crate::storage::{Location, StorageError, StorageOptions};
+
+mod expand;
+pub mod ranges;
+mod sections;
+
+pub use expand::expand;
+use expand::expand_strings;
+pub use sections::{Allocation, EngineKind, EngineSection, Inputs, ModelSource, Output, Scoring};
+use sections::default_abandoned_after_minutes;
 
 /// The config file as written (after environment expansion).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,32 +108,6 @@ impl Engine {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Inputs {
-    /// Root of the input tables: one prefix per table (`users/`, `campaigns/` ...).
-    pub root: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSource {
-    /// The model artifact directory (`audience train --out`).
-    pub uri: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Output {
-    /// Where `dt=<date>/` directories are written.
-    pub root: String,
-    /// An uncommitted run directory whose newest file is older than this is
-    /// taken for abandoned (a crashed run) and removed; a younger one may
-    /// still be written, and is left alone.
-    #[serde(default = "default_abandoned_after_minutes")]
-    pub abandoned_after_minutes: u64,
-}
-
 impl ConfigFile {
     /// A config reading `inputs` and `model` and writing under `output`, every
     /// other setting at its default.
@@ -140,91 +124,6 @@ impl ConfigFile {
     }
 }
 
-fn default_abandoned_after_minutes() -> u64 {
-    360
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Allocation {
-    pub max_ads_per_user: u32,
-    pub max_promotions_per_user: u32,
-    /// Smallest audience any campaign may have (raised per campaign by its `min_audience`).
-    pub privacy_floor: u64,
-    /// What a (user, campaign) pair is worth: `quality_spend` (currency, the
-    /// default) or `events` (raw expected objective events).
-    pub objective: Valuation,
-    pub solver: Solver,
-    /// Seed of the tie-breaking hash.
-    pub seed: u64,
-    /// Start the price search from the previous committed run's prices (of
-    /// the same campaigns): fewer iterations, and audiences that change less
-    /// from day to day.
-    pub warm_start: bool,
-}
-
-impl Default for Allocation {
-    fn default() -> Self {
-        let limits = Limits::default();
-        Allocation {
-            max_ads_per_user: limits.max_ads_per_user,
-            max_promotions_per_user: limits.max_promotions_per_user,
-            privacy_floor: limits.privacy_floor,
-            objective: Valuation::default(),
-            solver: Solver::Lagrangian,
-            seed: 0,
-            warm_start: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Scoring {
-    /// Candidate pool = slack × the most users a campaign's budget can buy.
-    pub pool_slack: f64,
-    /// Users per batch.
-    pub batch_rows: usize,
-    /// Hour of day assumed for the pair features.
-    pub hour: u8,
-    /// Number format of the per-pair layers: "fp32", or "bf16" on CPUs with
-    /// AVX-512 BF16 (about twice as fast; audiences overlap fp32's ≥ 99%).
-    pub precision: Precision,
-}
-
-impl Default for Scoring {
-    fn default() -> Self {
-        Scoring { pool_slack: 2.0, batch_rows: 16_384, hour: 20, precision: Precision::Fp32 }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    #[default]
-    Local,
-    Ballista,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineSection {
-    pub kind: EngineKind,
-    /// Partitions (0: one per core).
-    pub partitions: usize,
-    /// Ballista scheduler URL, e.g. `df://scheduler:50050`.
-    pub scheduler: Option<String>,
-    /// The most a cluster's scoring may take before the job gives up with
-    /// exit 3 (a cluster with no live executor never finishes).
-    pub timeout_seconds: u64,
-}
-
-impl Default for EngineSection {
-    fn default() -> Self {
-        EngineSection { kind: EngineKind::Local, partitions: 0, scheduler: None, timeout_seconds: 4 * 3600 }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Every problem found in the file, one message each.
@@ -232,31 +131,8 @@ pub enum ConfigError {
     Invalid { file: String, problems: Vec<String> },
 }
 
-fn invalid(file: &str, message: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(file: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { file: file.to_string(), problems: vec![message.into()] }
-}
-
-/// Expands `${VAR}`, `${VAR:-default}` and `${VAR:?message}` with `lookup`.
-pub fn expand(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    let pattern = Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}").expect("valid regex");
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for caps in pattern.captures_iter(text) {
-        let whole = caps.get(0).expect("match");
-        out.push_str(&text[last..whole.start()]);
-        let name = &caps[1];
-        let value = lookup(name).filter(|v| !v.is_empty());
-        let replacement = match (value, caps.get(2).map(|m| m.as_str())) {
-            (Some(value), _) => value,
-            (None, Some(":-")) => caps[3].to_string(),
-            (None, Some(_)) => return Err(invalid(file, format!("${{{name}}} is not set: {}", &caps[3]))),
-            (None, None) => return Err(invalid(file, format!("${{{name}}} is not set (use ${{{name}:-default}} for a default)"))),
-        };
-        out.push_str(&replacement);
-        last = whole.end();
-    }
-    out.push_str(&text[last..]);
-    Ok(out)
 }
 
 impl JobConfig {
@@ -268,8 +144,12 @@ impl JobConfig {
     }
 
     pub fn parse(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<JobConfig, ConfigError> {
-        let expanded = expand(text, file, lookup)?;
-        let parsed: ConfigFile = toml::from_str(&expanded).map_err(|e| invalid(file, e.to_string()))?;
+        let mut document: toml::Value = toml::from_str(text).map_err(|e| invalid(file, e.to_string()))?;
+        expand_strings(&mut document, file, &lookup)?;
+        let parsed: ConfigFile = serde_path_to_error::deserialize(document).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(file, if key == "." { e.inner().to_string() } else { format!("{key}: {}", e.inner()) })
+        })?;
         JobConfig::try_from(parsed).map_err(|problems| ConfigError::Invalid { file: file.to_string(), problems })
     }
 
@@ -340,15 +220,10 @@ impl TryFrom<ConfigFile> for JobConfig {
         let model = open("model.uri", &file.model.uri);
         let output = open("output.root", &file.output.root);
         let scoring = &file.scoring;
-        if !(scoring.pool_slack >= 1.0 && scoring.pool_slack.is_finite()) {
-            problems.push(format!("scoring.pool_slack = {}: must be a number ≥ 1", scoring.pool_slack));
-        }
-        if scoring.batch_rows == 0 {
-            problems.push("scoring.batch_rows must be ≥ 1".to_string());
-        }
-        if scoring.hour > 23 {
-            problems.push(format!("scoring.hour = {}: must be 0-23", scoring.hour));
-        }
+        ranges::check(&file.output, Output::RANGES, &mut problems);
+        ranges::check(&file.allocation, Allocation::RANGES, &mut problems);
+        ranges::check(scoring, Scoring::RANGES, &mut problems);
+        ranges::check(&file.engine, EngineSection::RANGES, &mut problems);
         // The local engine scores here; a cluster's executors check their own CPUs.
         if file.engine.kind == EngineKind::Local
             && let Err(e) = scoring.precision.check()
@@ -384,23 +259,13 @@ impl TryFrom<ConfigFile> for JobConfig {
 mod tests {
     use super::*;
 
-    fn env(name: &str) -> Option<String> {
+    /// A test environment: BUCKET is set, EMPTY is empty, nothing else is.
+    pub(super) fn env(name: &str) -> Option<String> {
         match name {
             "BUCKET" => Some("prod".into()),
             "EMPTY" => Some(String::new()),
             _ => None,
         }
-    }
-
-    #[test]
-    fn variables_expand_with_defaults_and_required_messages() {
-        assert_eq!(expand("s3://${BUCKET}/x", "f", env).unwrap(), "s3://prod/x");
-        assert_eq!(expand("${MISSING:-demo}/x", "f", env).unwrap(), "demo/x");
-        assert_eq!(expand("${EMPTY:-fallback}", "f", env).unwrap(), "fallback");
-        let err = expand("${MISSING:?set the output bucket}", "f", env).unwrap_err().to_string();
-        assert!(err.contains("${MISSING} is not set: set the output bucket"), "{err}");
-        let err = expand("${MISSING}", "f", env).unwrap_err().to_string();
-        assert!(err.contains("${MISSING} is not set"), "{err}");
     }
 
     const MINIMAL: &str = "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n";
