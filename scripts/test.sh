@@ -32,7 +32,7 @@ start_test_servers
 # Every gate runs even when one before it failed, so one failure does not hide
 # another; the script fails if any did.
 failed=()
-cargo test --locked "$@" || failed+=("cargo test")
+cargo test --locked --no-fail-fast "$@" || failed+=("cargo test")
 
 # The deployment definitions (k8s/, jobs/), validated offline; uses the binary
 # the tests just built for `airflow dags test`.

@@ -63,16 +63,13 @@ mod tests {
     /// pasted into the TOML text: it stays text, and no key changes.
     #[test]
     fn a_variable_sets_a_value_never_a_key() {
-        let hostile = "/w\"\n[allocation]\nprivacy_floor = 1\n#";
-        let text = "[inputs]\nroot = \"${HW_IN}\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n[allocation]\nprivacy_floor = 100\n";
-        let lookup = |name: &str| (name == "HW_IN").then(|| hostile.to_string());
-        let config = JobConfig::parse(text, "job.toml", lookup).unwrap();
-        assert_eq!(config.allocation.privacy_floor, 100);
-        assert_eq!(config.file.inputs.root, hostile);
-        for value in ["a'b", "x]y", "}{", "${NESTED}", "\\\"", "line\nbreak = 1"] {
-            let lookup = |name: &str| (name == "HW_IN").then(|| value.to_string());
+        let text = "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n[allocation]\nprivacy_floor = 100\n[storage.s3]\nregion = \"${HW_REGION}\"\n";
+        let hostile = "us-east-1\"\n[allocation]\nprivacy_floor = 1\n#";
+        for value in [hostile, "a'b", "x]y", "}{", "${NESTED}", "\\\"", "line\nbreak = 1"] {
+            let lookup = |name: &str| (name == "HW_REGION").then(|| value.to_string());
             let config = JobConfig::parse(text, "job.toml", lookup).unwrap();
-            assert_eq!(config.file.inputs.root, value, "a value is substituted as it is, once");
+            assert_eq!(config.allocation.privacy_floor, 100, "{value:?} changed a key");
+            assert_eq!(config.storage.s3["region"], value, "a value is substituted as it is, once");
         }
         // Variables live in strings only: one in a number's place is a TOML error.
         let numeric = "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n[allocation]\nprivacy_floor = ${FLOOR}\n";

@@ -28,8 +28,8 @@ pub fn check<S>(section: &S, ranges: &[Range<S>], problems: &mut Vec<String>) {
     for range in ranges {
         let value = (range.value)(section);
         if !(value >= range.min && value <= range.max) {
-            // A huge value as the user wrote it (1e300), not in 301 digits.
-            let shown = if value.abs() >= 1e15 { format!("{value:e}") } else { value.to_string() };
+            // A huge value as a person reads it (1e12, 1e300), not in 13 or 301 digits.
+            let shown = if value.abs() >= 1e9 { format!("{value:e}") } else { value.to_string() };
             problems.push(format!("{} = {shown}: must be {} ({})", range.key, range.describe(), range.why));
         }
     }
