@@ -30,7 +30,6 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use crate::exit_code::ExitCode;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
@@ -44,102 +43,11 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// The URL cannot name a store (bad scheme, missing bucket, bad path).
-    #[error("bad storage URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
-    /// A create-only put found the object already there.
-    #[error("{url} already exists")]
-    AlreadyExists { url: String },
-    #[error("{url} not found")]
-    NotFound { url: String },
-    /// Any other failure of the store: network, throttling, permissions. Retryable
-    /// as a whole run, since every write of the job is idempotent or create-only.
-    #[error("storage error at {url}: {source}")]
-    Io {
-        url: String,
-        #[source]
-        source: object_store::Error,
-    },
-    /// An object the job wrote itself (a marker, a manifest) cannot be parsed.
-    #[error("{url} is corrupt: {reason}")]
-    Corrupt { url: String, reason: String },
-    #[error("writing Parquet to {url}: {source}")]
-    Parquet {
-        url: String,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-}
+mod error;
+mod local;
 
-impl StorageError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            StorageError::BadUrl { .. } | StorageError::NotFound { .. } => ExitCode::Invalid,
-            StorageError::AlreadyExists { .. } => ExitCode::Conflict,
-            StorageError::Io { source, .. } if is_permanent(source) => ExitCode::Invalid,
-            StorageError::Parquet { source, .. } if is_permanent(source) => ExitCode::Invalid,
-            // Our own marker or manifest unreadable: an unexpected state for a person.
-            StorageError::Corrupt { .. } => ExitCode::Internal,
-            StorageError::Io { .. } | StorageError::Parquet { .. } => ExitCode::Transient,
-        }
-    }
-}
+pub use error::{Result, StorageError};
 
-/// Whether a store's error is one a retry cannot fix: wrong credentials or
-/// permissions, a path the store cannot take, a request it does not support,
-/// or (on a local disk) a folder where a file should be, a file where a
-/// folder should be, a read-only file system, a name the file system refuses.
-/// Everything else (network, throttling, a full disk) may pass: exit 3.
-fn is_permanent(error: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind as K;
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(error) = error.downcast_ref::<object_store::Error>() {
-            use object_store::Error as E;
-            if matches!(
-                error,
-                E::PermissionDenied { .. }
-                    | E::Unauthenticated { .. }
-                    | E::InvalidPath { .. }
-                    | E::NotSupported { .. }
-                    | E::NotImplemented { .. }
-                    | E::UnknownConfigurationKey { .. }
-            ) {
-                return true;
-            }
-        }
-        if let Some(error) = error.downcast_ref::<std::io::Error>()
-            && matches!(
-                error.kind(),
-                K::IsADirectory
-                    | K::NotADirectory
-                    | K::PermissionDenied
-                    | K::ReadOnlyFilesystem
-                    | K::InvalidFilename
-                    | K::InvalidInput
-                    | K::DirectoryNotEmpty
-            )
-        {
-            return true;
-        }
-        next = error.source();
-    }
-    false
-}
-
-impl StorageError {
-    fn from_store(url: String, source: object_store::Error) -> Self {
-        match source {
-            object_store::Error::NotFound { .. } => StorageError::NotFound { url },
-            object_store::Error::AlreadyExists { .. } => StorageError::AlreadyExists { url },
-            source => StorageError::Io { url, source },
-        }
-    }
-}
-
-pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// Settings for the cloud clients, by scheme, as `object_store` config keys
 /// (`endpoint`, `region`, `allow_http`, `virtual_hosted_style_request`,
@@ -209,32 +117,6 @@ fn configure<B, K: FromStr>(
         let key = K::from_str(key).map_err(|_| format!("unknown storage option {key:?}"))?;
         Ok(with_config(builder, key, value))
     })
-}
-
-/// The absolute form of a local path, with `.` and `..` resolved the way the
-/// file system resolves them: the longest existing ancestor is canonicalised
-/// (so `..` after a symbolic link goes where the kernel would go), and the
-/// rest, which does not exist yet, is resolved by name. A path without `..`
-/// stays as written (symbolic links kept), so the URLs recorded in manifests
-/// do not change.
-fn resolve_local(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
-    use std::path::Component;
-    let absolute = std::path::absolute(path)?;
-    if !absolute.components().any(|c| c == Component::ParentDir) {
-        return Ok(absolute);
-    }
-    let existing = absolute.ancestors().find(|p| p.exists()).unwrap_or(std::path::Path::new("/"));
-    let mut resolved = std::fs::canonicalize(existing)?;
-    for component in absolute.strip_prefix(existing).expect("an ancestor").components() {
-        match component {
-            Component::ParentDir => {
-                resolved.pop();
-            }
-            Component::Normal(part) => resolved.push(part),
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-        }
-    }
-    Ok(resolved)
 }
 
 /// A store plus a prefix in it: a world root, a table, an output directory.
@@ -318,7 +200,7 @@ impl Location {
     }
 
     fn local(path: &std::path::Path) -> Result<Location> {
-        let absolute = resolve_local(path).map_err(|e| StorageError::BadUrl {
+        let absolute = local::resolve(path).map_err(|e| StorageError::BadUrl {
             url: path.display().to_string(),
             reason: e.to_string(),
         })?;
