@@ -14,13 +14,13 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
-    Job(#[from] crate::job::run::JobError),
+    Job(#[from] crate::job::error::JobError),
     #[error(transparent)]
     Demo(#[from] crate::job::demo::DemoError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::process::ProcessError),
     #[error(transparent)]
-    Bench(#[from] crate::scoring::bench::BenchError),
+    Bench(#[from] crate::bench::score::BenchError),
     #[error(transparent)]
     Report(#[from] crate::job::report::ReportError),
     #[error(transparent)]

@@ -1,9 +1,9 @@
 //! The process exit codes an orchestrator acts on: invalid input or config is
 //! never worth a retry, a transient failure is, and a conflict needs a person
 //! (or `--overwrite`). Each layer's error says which it is (`exit_code()`);
-//! the README lists them.
+//! docs/operations.md lists them.
 
-/// Process exit codes, documented in the README.
+/// Process exit codes, documented in docs/operations.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {

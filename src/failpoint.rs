@@ -20,7 +20,8 @@
 pub const ENV: &str = "AUDIENCE_FAILPOINT";
 
 /// The job's failpoints, in the order a run reaches them.
-pub const JOB_POINTS: [&str; 6] = ["after-validate", "after-score", "after-allocate", "mid-write", "before-commit", "after-commit"];
+pub const JOB_POINTS: [&str; 6] =
+    ["after-validate", "after-score", "after-allocate", "mid-write", "before-commit", "after-commit"];
 
 /// Limits firings across processes: `<folder>:<n>`.
 pub const BUDGET_ENV: &str = "AUDIENCE_FAILPOINT_BUDGET";

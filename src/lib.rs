@@ -1,19 +1,18 @@
 //! audience: batch audience targeting for podcast ads and promotions.
 //!
 //! The library holds all the logic; the `audience` binary is a thin CLI over it.
-//! Dependencies point one way: `contract` (the data contract) and `storage`
-//! (object stores) are the floor; `world` (the synthetic world generator) builds
-//! on both; `allocate` (budgets, caps, floors) is pure and imports neither
-//! DataFusion nor object_store; `cluster` (the Ballista engine) builds on
-//! `scoring` and is used by `job` only; `report` (HTML pages and their figures)
-//! is a floor too, filled in by `job` (the run report) and `model` (the model
-//! report); `ab` (the simulated budget-split A/B) sits on top of `job`,
-//! `model`, `scoring` and `world`; each layer's error knows its exit code
-//! (`exit_code`), and `error` gathers them for the binary. The design:
-//! docs/design.md.
+//! Modules form layers, and each imports only from its own layer or lower ones:
+//! from the floor up, the utilities (`exit_code`, `hashing`, `measure`,
+//! `progress`, `failpoint`), `storage`, `contract`, `tables` and `report`,
+//! `world` and `allocate`, `model`, `scoring`, `choose`, `cluster`, `job`, `ab`,
+//! `bench`, and `error`, which gathers every layer's error for the binary. The
+//! order is written once, in `layers.rs`, whose test checks every import
+//! against it. The design: docs/design.md.
 
 pub mod ab;
 pub mod allocate;
+pub mod bench;
+pub mod choose;
 pub mod cluster;
 pub mod contract;
 pub mod error;
@@ -21,6 +20,8 @@ pub mod exit_code;
 pub mod failpoint;
 pub mod hashing;
 pub mod job;
+#[cfg(test)]
+mod layers;
 pub mod measure;
 pub mod model;
 pub mod progress;

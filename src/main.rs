@@ -18,7 +18,9 @@ fn main() -> ProcessExit {
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
-        Err(error) => return report(&anyhow::Error::new(error).context("starting the async runtime"), ExitCode::Internal),
+        Err(error) => {
+            return report(&anyhow::Error::new(error).context("starting the async runtime"), ExitCode::Internal);
+        }
     };
     match runtime.block_on(cli::run(cli.command)) {
         Ok(()) => ProcessExit::SUCCESS,

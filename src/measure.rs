@@ -47,6 +47,7 @@ pub fn cpu_model() -> String {
     };
     let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let flags = field("flags").unwrap_or_default();
-    let present: Vec<&str> = ["avx2", "avx512f", "avx512_bf16"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
+    let present: Vec<&str> =
+        ["avx2", "avx512f", "avx512_bf16"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
     format!("{model} ({})", if present.is_empty() { "no avx2".to_string() } else { present.join(" ") })
 }

@@ -19,9 +19,11 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta} {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(label.to_string());
             bar

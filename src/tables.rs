@@ -23,7 +23,11 @@ use crate::contract::files::data_files;
 use crate::storage::Location;
 
 /// A session configured by `config` with `tables` of the world at `root` registered.
-pub async fn session(root: &Location, tables: &[Table], config: SessionConfig) -> datafusion::error::Result<SessionContext> {
+pub async fn session(
+    root: &Location,
+    tables: &[Table],
+    config: SessionConfig,
+) -> datafusion::error::Result<SessionContext> {
     let ctx = SessionContext::new_with_config(config);
     register(&ctx, root, tables).await?;
     Ok(ctx)
@@ -57,6 +61,7 @@ pub async fn register(ctx: &SessionContext, root: &Location, tables: &[Table]) -
 /// The contract's schema of `table`, every column nullable: nulls are the
 /// validator's to reject, by name; the reader only needs the types.
 fn read_schema(table: Table) -> arrow::datatypes::SchemaRef {
-    let fields = table.spec().schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>();
+    let fields =
+        table.spec().schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>();
     Arc::new(arrow::datatypes::Schema::new(fields))
 }

@@ -11,9 +11,7 @@ use chrono::NaiveDate;
 use datafusion::prelude::col;
 
 use super::{AbError, campaign_in_world};
-use crate::allocate::{self, Options as AllocateOptions};
 use crate::hashing::{hash_bytes, splitmix64};
-use crate::job::audiences::{allocation_input, members};
 use crate::job::config::JobConfig;
 use crate::model::Model;
 use crate::model::features::encode_users;
@@ -48,32 +46,32 @@ pub struct Chosen {
 /// The arm's audiences on the world at `half`, ranked by `ranker`, allocated
 /// as the job would with `config` (`features` encodes the campaigns when the
 /// ranker is not a model; its weights are not used).
-pub async fn choose(half: &Location, ranker: &Ranker<'_>, features: &Model, config: &JobConfig, date: NaiveDate) -> Result<Chosen, AbError> {
+pub async fn choose(
+    half: &Location,
+    ranker: &Ranker<'_>,
+    features: &Model,
+    config: &JobConfig,
+    date: NaiveDate,
+) -> Result<Chosen, AbError> {
     let options = config.score_options(date);
     let scored = match ranker {
         Ranker::Model(model) => score(half, model, &options).await?,
         Ranker::Reference(reference) => score_by(half, features, &options, *reference).await?,
     };
-    let (specs, table) = allocation_input(&scored, config.allocation.objective);
-    let allocate_options = AllocateOptions {
-        limits: config.limits(),
-        solver: config.allocation.solver,
-        seed: config.allocation.seed,
-        ..Default::default()
-    };
-    let allocation = allocate::allocate(&specs, table, &allocate_options)?;
-    let members = members(&scored, &allocation.chosen)
-        .iter()
-        .zip(&scored.pools)
-        .map(|(chosen, pool)| chosen.iter().map(|&m| pool[m].user_id).collect())
-        .collect();
+    let options = config.allocate_options(Vec::new());
+    let members = crate::choose::choose(&scored, config.allocation.objective, &options)?.user_ids(&scored);
     Ok(Chosen { scored, members })
 }
 
 /// The job's candidate pools with each eligible pair scored by the world's
 /// truth or a seeded draw instead of a model: the same eligibility, pool
 /// sizes and order.
-async fn score_by(half: &Location, features: &Model, options: &crate::scoring::ScoreOptions, reference: Reference<'_>) -> Result<Scored, AbError> {
+async fn score_by(
+    half: &Location,
+    features: &Model,
+    options: &crate::scoring::ScoreOptions,
+    reference: Reference<'_>,
+) -> Result<Scored, AbError> {
     let started = std::time::Instant::now();
     let (ctx, prepared) = prepare(half, &ModelParts::of(features)?, options).await?;
     let batches: Vec<RecordBatch> = ctx.table("users").await?.select(USER_COLUMNS.map(col).to_vec())?.collect().await?;
@@ -82,7 +80,9 @@ async fn score_by(half: &Location, features: &Model, options: &crate::scoring::S
     let seeds: Vec<u64> = campaigns.iter().map(|c| hash_bytes(c.campaign_id.as_bytes())).collect();
     let heads: Vec<usize> = campaigns.iter().map(|c| c.objective.head(c.channel)).collect();
     let world_campaigns: Vec<usize> = match reference {
-        Reference::Oracle(world) => campaigns.iter().map(|c| campaign_in_world(world, &c.campaign_id)).collect::<Result<_, _>>()?,
+        Reference::Oracle(world) => {
+            campaigns.iter().map(|c| campaign_in_world(world, &c.campaign_id)).collect::<Result<_, _>>()?
+        }
         Reference::Random(_) => Vec::new(),
     };
     for batch in &batches {

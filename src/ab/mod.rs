@@ -46,7 +46,9 @@ pub enum AbError {
     Query(#[from] datafusion::error::DataFusionError),
     #[error("splitting the world: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("{url}/world.json: {reason} (the A/B needs a generated world: its truth comes from the generator's config)")]
+    #[error(
+        "{url}/world.json: {reason} (the A/B needs a generated world: its truth comes from the generator's config)"
+    )]
     NoTruth { url: String, reason: String },
     #[error("campaign {0} is not in the world's truth")]
     NotInWorld(String),
@@ -73,7 +75,9 @@ impl AbError {
             AbError::Score(e) => e.exit_code(),
             AbError::Generate(e) => e.exit_code(),
             AbError::Query(e) => crate::exit_code::of_query(e),
-            AbError::Feature(_) | AbError::NoTruth { .. } | AbError::NotInWorld(_) | AbError::Options(_) => ExitCode::Invalid,
+            AbError::Feature(_) | AbError::NoTruth { .. } | AbError::NotInWorld(_) | AbError::Options(_) => {
+                ExitCode::Invalid
+            }
             AbError::Regenerate { source, .. } => match source.exit_code() {
                 ExitCode::Transient => ExitCode::Transient,
                 _ => ExitCode::Internal,
@@ -151,13 +155,19 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
         let (dataset, split) = load_split(root, None, &options.training).await?;
         for &seed in &options.seeds {
             let (baseline, joint) = recipes();
-            let train_arm = |recipe: Recipe| train(&dataset, &split, &TrainOptions { seed, recipe, ..options.training.clone() }, None);
+            let train_arm = |recipe: Recipe| {
+                train(&dataset, &split, &TrainOptions { seed, recipe, ..options.training.clone() }, None)
+            };
             let (model_a, _) = train_arm(baseline)?;
             // The baseline never learnt ads: it serves them through its
             // promotion-stream head, as a promotions-only production model would.
-            model_a.network.copy_tower(crate::contract::stream_task(crate::contract::Channel::Promotion), crate::contract::stream_task(crate::contract::Channel::Ad));
+            model_a.network.copy_tower(
+                crate::contract::stream_task(crate::contract::Channel::Promotion),
+                crate::contract::stream_task(crate::contract::Channel::Ad),
+            );
             let (model_b, _) = train_arm(joint)?;
-            let halves = split::split_world(root, &scratch_root.join(&format!("split-{world_seed}-{seed}")), seed).await?;
+            let halves =
+                split::split_world(root, &scratch_root.join(&format!("split-{world_seed}-{seed}")), seed).await?;
             let job = arm_config(&halves[0]);
             let date = world.config.run_date;
             let hour = job.score_options(date).hour;
@@ -177,7 +187,13 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
                 }
                 arms.insert(name.to_string(), Outcome::mean(&per_half));
             }
-            tracing::info!(world_seed, seed, a = arms["A"].all.overall.true_streams, b = arms["B"].all.overall.true_streams, "A/B run");
+            tracing::info!(
+                world_seed,
+                seed,
+                a = arms["A"].all.overall.true_streams,
+                b = arms["B"].all.overall.true_streams,
+                "A/B run"
+            );
             runs.push(Run { world_seed: *world_seed, seed, arms, budgets });
         }
     }

@@ -45,7 +45,8 @@ pub async fn split_world(world: &Location, scratch: &Location, salt: u64) -> Res
                 })
                 .collect::<Result<_, _>>()?;
             let Some(first) = kept.first() else { continue };
-            let mut writer = half.join(&format!("{}/part-00000.parquet", table.name())).parquet_writer(first.schema())?;
+            let mut writer =
+                half.join(&format!("{}/part-00000.parquet", table.name())).parquet_writer(first.schema())?;
             for batch in &kept {
                 writer.write(batch).await?;
             }

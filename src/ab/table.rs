@@ -10,12 +10,16 @@ use super::outcomes::{Slices, Totals};
 use super::{ARMS, AbResult};
 use crate::contract::{Channel, tier_label};
 
-/// The metrics of Table 2: (name, how it is read off a slice's totals).
-const METRICS: [(&str, fn(&Totals) -> f64); 4] =
+/// A metric of Table 2: its name, and how it is read off a slice's totals.
+type Metric = (&'static str, fn(&Totals) -> f64);
+
+/// The metrics of Table 2.
+const METRICS: [Metric; 4] =
     [("i2s", Totals::i2s), ("eCPS", Totals::ecps), ("CTR", Totals::ctr), ("streams", |t| t.true_streams)];
 
 /// The channels reported: promotions (the paper's case), ads, all.
-const CHANNELS: [(Option<Channel>, &str); 3] = [(Some(Channel::Promotion), "promotions"), (Some(Channel::Ad), "ads"), (None, "all campaigns")];
+const CHANNELS: [(Option<Channel>, &str); 3] =
+    [(Some(Channel::Promotion), "promotions"), (Some(Channel::Ad), "ads"), (None, "all campaigns")];
 
 /// Two-sided 95% quantile of Student's t with `df` degrees of freedom.
 fn t95(df: usize) -> f64 {
@@ -50,12 +54,22 @@ fn mean_totals(all: &[&Totals]) -> Totals {
 
 impl AbResult {
     /// Per run, a slice of an arm.
-    fn slices<'a>(&'a self, arm: &str, channel: Option<Channel>, pick: impl Fn(&'a Slices) -> &'a Totals) -> Vec<&'a Totals> {
+    fn slices<'a>(
+        &'a self,
+        arm: &str,
+        channel: Option<Channel>,
+        pick: impl Fn(&'a Slices) -> &'a Totals,
+    ) -> Vec<&'a Totals> {
         self.runs.iter().map(|run| pick(run.arms[arm].channel(channel))).collect()
     }
 
     /// B's relative change against A in `metric` on a slice, per run.
-    fn changes<'a>(&'a self, channel: Option<Channel>, metric: fn(&Totals) -> f64, pick: impl Fn(&'a Slices) -> &'a Totals + Copy) -> Vec<f64> {
+    fn changes<'a>(
+        &'a self,
+        channel: Option<Channel>,
+        metric: fn(&Totals) -> f64,
+        pick: impl Fn(&'a Slices) -> &'a Totals + Copy,
+    ) -> Vec<f64> {
         let (a, b) = (self.slices("A", channel, pick), self.slices("B", channel, pick));
         a.iter().zip(&b).map(|(a, b)| metric(b) / metric(a) - 1.0).filter(|c| c.is_finite()).collect()
     }
@@ -70,16 +84,27 @@ impl AbResult {
             self.runs.len(),
             seeds.join(", ")
         );
-        out += &format!("{:<14} {:<13} {:<8} {:>11} {:>11} {:>24} {:>11} {:>11}\n", "channel", "slice", "metric", "A", "B", "B vs A", "oracle", "random");
+        out += &format!(
+            "{:<14} {:<13} {:<8} {:>11} {:>11} {:>24} {:>11} {:>11}\n",
+            "channel", "slice", "metric", "A", "B", "B vs A", "oracle", "random"
+        );
         for (channel, channel_name) in CHANNELS {
-            for (slice_name, pick) in [("overall", (|s: &Slices| &s.overall) as fn(&Slices) -> &Totals), ("less-streamed", |s: &Slices| &s.less_streamed)] {
+            for (slice_name, pick) in [
+                ("overall", (|s: &Slices| &s.overall) as fn(&Slices) -> &Totals),
+                ("less-streamed", |s: &Slices| &s.less_streamed),
+            ] {
                 for (metric_name, metric) in METRICS {
                     let value = |arm: &str| metric(&mean_totals(&self.slices(arm, channel, pick)));
                     let changes = self.changes(channel, metric, pick);
                     let (change, half) = interval(&changes);
                     let change = match half {
                         _ if changes.is_empty() => "-".to_string(),
-                        Some(h) => format!("{:+.1}% [{:+.1}, {:+.1}]", 100.0 * change, 100.0 * (change - h), 100.0 * (change + h)),
+                        Some(h) => format!(
+                            "{:+.1}% [{:+.1}, {:+.1}]",
+                            100.0 * change,
+                            100.0 * (change - h),
+                            100.0 * (change + h)
+                        ),
                         None => format!("{:+.1}%", 100.0 * change),
                     };
                     out += &format!(
@@ -97,7 +122,10 @@ impl AbResult {
             }
         }
         out += "\nPer stream tier (promotions): true expected streams and B's change vs A in i2s and eCPS\n";
-        out += &format!("{:<26} {:>11} {:>11} {:>11} {:>11} {:>16} {:>16}\n", "tier", "A streams", "B streams", "oracle", "random", "i2s B vs A", "eCPS B vs A");
+        out += &format!(
+            "{:<26} {:>11} {:>11} {:>11} {:>11} {:>16} {:>16}\n",
+            "tier", "A streams", "B streams", "oracle", "random", "i2s B vs A", "eCPS B vs A"
+        );
         let tiers = self.runs.first().map_or(0, |r| r.arms["A"].promotion.tiers.len());
         for tier in 0..tiers {
             let channel = Some(Channel::Promotion);
@@ -136,7 +164,11 @@ impl AbResult {
             let mut by_channel = serde_json::Map::new();
             for (channel, name) in CHANNELS {
                 let tiers = self.runs.first().map_or(0, |r| r.arms[arm].all.tiers.len());
-                let slice = |pick: &dyn Fn(&Slices) -> &Totals| totals(&mean_totals(&self.runs.iter().map(|r| pick(r.arms[arm].channel(channel))).collect::<Vec<_>>()));
+                let slice = |pick: &dyn Fn(&Slices) -> &Totals| {
+                    totals(&mean_totals(
+                        &self.runs.iter().map(|r| pick(r.arms[arm].channel(channel))).collect::<Vec<_>>(),
+                    ))
+                };
                 let value = json!({
                     "overall": slice(&|s| &s.overall),
                     "less_streamed": slice(&|s| &s.less_streamed),
@@ -151,7 +183,10 @@ impl AbResult {
         }
         let mut changes = serde_json::Map::new();
         for (channel, channel_name) in CHANNELS {
-            for (slice_name, pick) in [("overall", (|s: &Slices| &s.overall) as fn(&Slices) -> &Totals), ("less_streamed", |s: &Slices| &s.less_streamed)] {
+            for (slice_name, pick) in [
+                ("overall", (|s: &Slices| &s.overall) as fn(&Slices) -> &Totals),
+                ("less_streamed", |s: &Slices| &s.less_streamed),
+            ] {
                 for (metric_name, metric) in METRICS {
                     let per_run = self.changes(channel, metric, pick);
                     let (mean, half) = interval(&per_run);

@@ -24,7 +24,12 @@ pub(crate) struct Instance<'a> {
 }
 
 impl<'a> Instance<'a> {
-    pub fn new(campaigns: &'a [CampaignSpec], candidates: Candidates, limits: Limits, seed: u64) -> Result<Instance<'a>, AllocateError> {
+    pub fn new(
+        campaigns: &'a [CampaignSpec],
+        candidates: Candidates,
+        limits: Limits,
+        seed: u64,
+    ) -> Result<Instance<'a>, AllocateError> {
         let pairs = Layout::new(campaigns, candidates)?;
         let floor = campaigns.iter().map(|s| s.min_audience.max(limits.privacy_floor)).collect();
         let campaign_key = campaigns.iter().map(|s| hash_bytes(s.id.as_bytes())).collect();
@@ -97,7 +102,11 @@ impl<'a> Instance<'a> {
         let mut keys: Vec<u64> = (0..self.len())
             .into_par_iter()
             .map(|i| {
-                if self.pairs.value[i] > 0.0 { (descending_bits(score(i)) as u64) << 32 | mix32(i as u32 ^ seed) as u64 } else { u64::MAX }
+                if self.pairs.value[i] > 0.0 {
+                    (descending_bits(score(i)) as u64) << 32 | mix32(i as u32 ^ seed) as u64
+                } else {
+                    u64::MAX
+                }
             })
             .collect();
         keys.par_sort_unstable();
@@ -119,11 +128,22 @@ impl<'a> Instance<'a> {
         let reachable: Vec<u64> = (0..self.campaigns.len())
             .into_par_iter()
             .map(|c| {
-                let mut costs: Vec<f32> =
-                    self.campaign_candidates(c).iter().map(|&i| i as usize).filter(|&i| self.pairs.value[i] > 0.0).map(|i| self.pairs.cost[i]).collect();
+                let mut costs: Vec<f32> = self
+                    .campaign_candidates(c)
+                    .iter()
+                    .map(|&i| i as usize)
+                    .filter(|&i| self.pairs.value[i] > 0.0)
+                    .map(|i| self.pairs.cost[i])
+                    .collect();
                 costs.sort_unstable_by(f32::total_cmp);
                 let mut spend = 0.0;
-                costs.iter().take_while(|&&k| { spend += k as f64; spend <= self.campaigns[c].budget }).count() as u64
+                costs
+                    .iter()
+                    .take_while(|&&k| {
+                        spend += k as f64;
+                        spend <= self.campaigns[c].budget
+                    })
+                    .count() as u64
             })
             .collect();
         let mut open = Open { open: vec![true; self.campaigns.len()], withheld: vec![None; self.campaigns.len()] };

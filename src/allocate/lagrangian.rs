@@ -18,9 +18,9 @@
 
 use rayon::prelude::*;
 
-use super::{Allocation, PriceSolution};
 use super::instance::{Instance, Open};
 use super::selection::{Selection, settle_floors};
+use super::{Allocation, PriceSolution};
 use crate::contract::Channel;
 
 /// Users evaluated per parallel task; fixed (not derived from the thread count)
@@ -50,7 +50,12 @@ pub(crate) fn solve(instance: &Instance, max_iterations: u32, warm_start: &[Opti
     let started = std::time::Instant::now();
     let open = instance.initially_open();
     let search = search_prices(instance, &open, max_iterations, warm_start);
-    tracing::debug!(iterations = search.iterations, dual = search.best_dual, seconds = started.elapsed().as_secs_f64(), "price search");
+    tracing::debug!(
+        iterations = search.iterations,
+        dual = search.best_dual,
+        seconds = started.elapsed().as_secs_f64(),
+        "price search"
+    );
     let order = instance.order_by(|i| instance.density(i));
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ordered by density");
 
@@ -223,7 +228,8 @@ fn evaluate(instance: &Instance, lambda: &[f64], open: &Open) -> (Vec<f64>, f64)
         })
         .collect();
     let mut spend = vec![0.0; campaigns];
-    let mut dual: f64 = (0..campaigns).filter(|&c| open.open[c]).map(|c| lambda[c] * instance.campaigns[c].budget).sum();
+    let mut dual: f64 =
+        (0..campaigns).filter(|&c| open.open[c]).map(|c| lambda[c] * instance.campaigns[c].budget).sum();
     for (block_spend, reduced) in blocks {
         for (total, s) in spend.iter_mut().zip(block_spend) {
             *total += s;

@@ -29,11 +29,20 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// Checks the candidate table and builds the layout. Long: the checks,
+    /// the sort by (user, campaign), the per-user groups and the per-campaign
+    /// index are steps over the same moved-in columns, each freeing what the
+    /// next no longer needs (`drop`), which split functions would hide.
     pub fn new(campaigns: &[CampaignSpec], candidates: Candidates) -> Result<Layout, AllocateError> {
         let Candidates { user, campaign, value, cost } = candidates;
         let n = user.len();
         if campaign.len() != n || value.len() != n || cost.len() != n {
-            return Err(AllocateError::LengthMismatch { user: n, campaign: campaign.len(), value: value.len(), cost: cost.len() });
+            return Err(AllocateError::LengthMismatch {
+                user: n,
+                campaign: campaign.len(),
+                value: value.len(),
+                cost: cost.len(),
+            });
         }
         assert!(n < u32::MAX as usize, "more than 4 billion candidates");
         for spec in campaigns {
@@ -45,23 +54,39 @@ impl Layout {
             campaign[i] as usize >= campaigns.len() || !value[i].is_finite() || !cost[i].is_finite() || cost[i] < 0.0
         }) {
             let Some(spec) = campaigns.get(campaign[i] as usize) else {
-                return Err(AllocateError::UnknownCampaign { user: user[i], index: campaign[i], campaigns: campaigns.len() });
+                return Err(AllocateError::UnknownCampaign {
+                    user: user[i],
+                    index: campaign[i],
+                    campaigns: campaigns.len(),
+                });
             };
-            let bad = |what, number: f32| AllocateError::BadNumber { user: user[i], campaign: spec.id.clone(), what, number: number as f64 };
+            let bad = |what, number: f32| AllocateError::BadNumber {
+                user: user[i],
+                campaign: spec.id.clone(),
+                what,
+                number: number as f64,
+            };
             return Err(if value[i].is_finite() { bad("cost", cost[i]) } else { bad("value", value[i]) });
         }
 
         let key = |i: usize| (user[i], campaign[i]);
         let grouped = (1..n).into_par_iter().all(|i| key(i - 1) <= key(i));
         let source: Option<Vec<u32>> = (!grouped).then(|| {
-            let mut keyed: Vec<(i64, u32, u32)> = (0..n).into_par_iter().map(|i| (user[i], campaign[i], i as u32)).collect();
+            let mut keyed: Vec<(i64, u32, u32)> =
+                (0..n).into_par_iter().map(|i| (user[i], campaign[i], i as u32)).collect();
             keyed.par_sort_unstable();
             keyed.into_par_iter().map(|(_, _, i)| i).collect()
         });
         let order = source.as_deref();
-        let (user, campaign, value, cost) = (gather(user, order), gather(campaign, order), gather(value, order), gather(cost, order));
-        if let Some(i) = (1..n).into_par_iter().position_first(|i| user[i - 1] == user[i] && campaign[i - 1] == campaign[i]) {
-            return Err(AllocateError::DuplicatePair { user: user[i], campaign: campaigns[campaign[i] as usize].id.clone() });
+        let (user, campaign, value, cost) =
+            (gather(user, order), gather(campaign, order), gather(value, order), gather(cost, order));
+        if let Some(i) =
+            (1..n).into_par_iter().position_first(|i| user[i - 1] == user[i] && campaign[i - 1] == campaign[i])
+        {
+            return Err(AllocateError::DuplicatePair {
+                user: user[i],
+                campaign: campaigns[campaign[i] as usize].id.clone(),
+            });
         }
 
         let mut user_ids = Vec::new();

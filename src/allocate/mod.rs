@@ -12,7 +12,6 @@
 //! ([`greedy`]). Both are deterministic: ties are broken by a stable hash of
 //! (user_id, campaign_id, seed).
 
-pub mod bench;
 mod greedy;
 mod instance;
 mod lagrangian;
@@ -180,7 +179,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), solver: Solver::Lagrangian, seed: 0, max_iterations: 60, warm_start: Vec::new() }
+        Options {
+            limits: Limits::default(),
+            solver: Solver::Lagrangian,
+            seed: 0,
+            max_iterations: 60,
+            warm_start: Vec::new(),
+        }
     }
 }
 
@@ -267,7 +272,11 @@ pub enum AllocateError {
 /// Allocates `candidates` to `campaigns` under `options`. The candidates are
 /// taken by value: the solver regroups them and releases the caller's columns
 /// as it goes, so a large instance is never held twice.
-pub fn allocate(campaigns: &[CampaignSpec], candidates: Candidates, options: &Options) -> Result<Allocation, AllocateError> {
+pub fn allocate(
+    campaigns: &[CampaignSpec],
+    candidates: Candidates,
+    options: &Options,
+) -> Result<Allocation, AllocateError> {
     if !options.warm_start.is_empty() && options.warm_start.len() != campaigns.len() {
         return Err(AllocateError::WarmStartLength { prices: options.warm_start.len(), campaigns: campaigns.len() });
     }

@@ -47,7 +47,12 @@ impl Selection {
 
     /// Pass (1): per campaign, its least valuable members (`chosen[c]`, cut to
     /// the worst [`WORST_CHOSEN`]) against its unchosen candidates.
-    fn swap_within_campaigns(&mut self, instance: &Instance, chosen: &mut [Vec<usize>], unchosen: &[Vec<usize>]) -> bool {
+    fn swap_within_campaigns(
+        &mut self,
+        instance: &Instance,
+        chosen: &mut [Vec<usize>],
+        unchosen: &[Vec<usize>],
+    ) -> bool {
         let value = |i: usize| instance.value(i);
         // Replacements for exits come from users with cap room now (users
         // freed during the pass are found by the next).
@@ -75,7 +80,14 @@ impl Selection {
     /// Adds unchosen candidate `j` to campaign `c` if that raises the value:
     /// outright, or in place of members of `worst`, freeing j's user from
     /// another campaign if they are capped. Returns whether it did.
-    fn swap_in(&mut self, instance: &Instance, c: usize, j: usize, worst: &mut Vec<usize>, free: &[Vec<usize>]) -> bool {
+    fn swap_in(
+        &mut self,
+        instance: &Instance,
+        c: usize,
+        j: usize,
+        worst: &mut Vec<usize>,
+        free: &[Vec<usize>],
+    ) -> bool {
         let value = |i: usize| instance.value(i);
         let cost = |i: usize| instance.cost(i);
         let cap = instance.cap(instance.campaigns[c].channel);
@@ -127,7 +139,7 @@ impl Selection {
         let freeing = if *self.used(instance, j) < cap {
             Some((None, 0.0))
         } else {
-            self.cheapest_exit(instance, j, &free).map(|(exit, loss)| (Some(exit), loss))
+            self.cheapest_exit(instance, j, free).map(|(exit, loss)| (Some(exit), loss))
         };
         let Some((freeing, _)) = freeing.filter(|&(_, loss)| value(j) - loss - out_value > 1e-12) else {
             for &i in &out_items {
@@ -159,16 +171,15 @@ impl Selection {
         let campaigns = instance.campaigns.len();
         for c in 0..campaigns {
             let cap = instance.cap(instance.campaigns[c].channel);
-            let mut available: Vec<usize> = unchosen[c]
-                .iter()
-                .copied()
-                .filter(|&j| !self.chosen[j] && *self.used(instance, j) < cap)
-                .collect();
+            let mut available: Vec<usize> =
+                unchosen[c].iter().copied().filter(|&j| !self.chosen[j] && *self.used(instance, j) < cap).collect();
             available.sort_unstable_by(|&a, &b| instance.better((instance.density(a), a), (instance.density(b), b)));
             available.truncate(REFILL_SCAN);
             // The members with the least value per cost: where a refill can gain.
             let mut members: Vec<usize> = chosen[c].iter().copied().filter(|&i| self.chosen[i]).collect();
-            keep_best(&mut members, WORST_CHOSEN, |a, b| instance.better((instance.density(b), b), (instance.density(a), a)));
+            keep_best(&mut members, WORST_CHOSEN, |a, b| {
+                instance.better((instance.density(b), b), (instance.density(a), a))
+            });
             for i in members {
                 let mut room = instance.campaigns[c].budget - self.spend[c] + cost(i);
                 let mut gain = -value(i);
@@ -211,7 +222,9 @@ impl Selection {
                 });
                 let Some(out) = mine
                     .clone()
-                    .filter(|&i| self.chosen[i] && self.count[instance.campaign_of(i)] > instance.floor[instance.campaign_of(i)])
+                    .filter(|&i| {
+                        self.chosen[i] && self.count[instance.campaign_of(i)] > instance.floor[instance.campaign_of(i)]
+                    })
                     .min_by(|&a, &b| instance.better((value(b), b), (value(a), a)))
                 else {
                     continue;
@@ -219,7 +232,9 @@ impl Selection {
                 let into = mine
                     .filter(|&j| {
                         let c = instance.campaign_of(j);
-                        !self.chosen[j] && value(j) > value(out) && self.spend[c] + cost(j) <= instance.campaigns[c].budget
+                        !self.chosen[j]
+                            && value(j) > value(out)
+                            && self.spend[c] + cost(j) <= instance.campaigns[c].budget
                     })
                     .min_by(|&a, &b| instance.better((value(a), a), (value(b), b)));
                 if let Some(j) = into {
@@ -264,8 +279,9 @@ impl Selection {
         const MAX_ITEMS: usize = 512;
         let value = |i: usize| instance.value(i);
         let campaigns = instance.campaigns.len();
-        let small =
-            |c: usize| open.open[c] && instance.campaign_candidates(c).len() <= MAX_ITEMS && instance.campaigns[c].budget > 0.0;
+        let small = |c: usize| {
+            open.open[c] && instance.campaign_candidates(c).len() <= MAX_ITEMS && instance.campaigns[c].budget > 0.0
+        };
         if !(0..campaigns).any(small) {
             return false;
         }
@@ -312,7 +328,13 @@ impl Selection {
     /// Makes `keep` campaign c's set among `items` (members out first, then
     /// newcomers, capped ones leaving another campaign first); keeps it if it
     /// is feasible and raises the value, else undoes it. Returns whether kept.
-    fn apply_set(&mut self, instance: &Instance, items: &[(usize, f64)], keep: &std::collections::HashSet<usize>, unchosen: &[Vec<usize>]) -> bool {
+    fn apply_set(
+        &mut self,
+        instance: &Instance,
+        items: &[(usize, f64)],
+        keep: &std::collections::HashSet<usize>,
+        unchosen: &[Vec<usize>],
+    ) -> bool {
         let value = |i: usize| instance.value(i);
         let Some(&(first, _)) = items.first() else { return false };
         let cap = instance.cap(instance.campaigns[instance.campaign_of(first)].channel);
@@ -324,10 +346,11 @@ impl Selection {
             }
         }
         let mut applied = true;
-        let newcomers: Vec<usize> = items.iter().map(|&(i, _)| i).filter(|i| !self.chosen[*i] && keep.contains(i)).collect();
+        let newcomers: Vec<usize> =
+            items.iter().map(|&(i, _)| i).filter(|i| !self.chosen[*i] && keep.contains(i)).collect();
         for i in newcomers {
             if *self.used(instance, i) >= cap {
-                let Some(((d, replacement), _)) = self.cheapest_exit(instance, i, &unchosen) else {
+                let Some(((d, replacement), _)) = self.cheapest_exit(instance, i, unchosen) else {
                     applied = false;
                     break;
                 };
@@ -385,7 +408,12 @@ impl Selection {
     /// user that fits its budget, whichever loses less. Replacements are
     /// looked for among the first of `replacements[other]` (most valuable
     /// first). Returns ((d, replacement), value lost).
-    fn cheapest_exit(&mut self, instance: &Instance, j: usize, replacements: &[Vec<usize>]) -> Option<((usize, Option<usize>), f64)> {
+    fn cheapest_exit(
+        &mut self,
+        instance: &Instance,
+        j: usize,
+        replacements: &[Vec<usize>],
+    ) -> Option<((usize, Option<usize>), f64)> {
         let value = |i: usize| instance.value(i);
         let channel = instance.channel(instance.campaign_of(j));
         let user = instance.group(j);
@@ -416,10 +444,10 @@ impl Selection {
                 (Some(a), Some(b)) => Some(if b.1 < a.1 { b } else { a }),
                 (a, b) => a.or(b),
             };
-            if let Some(exit) = exit {
-                if best.as_ref().is_none_or(|b| exit.1 < b.1) {
-                    best = Some(exit);
-                }
+            if let Some(exit) = exit
+                && best.as_ref().is_none_or(|b| exit.1 < b.1)
+            {
+                best = Some(exit);
             }
         }
         best

@@ -110,7 +110,8 @@ impl Selection {
     /// count ≥ floor by pricing the count: each candidate gets a bonus μ, they are
     /// taken by (v − loss + μ)/k within budget, and μ is the smallest (bisection)
     /// that reaches the floor. The rescue is applied only if it is feasible and
-    /// gains value over withholding; returns whether it was applied.
+    /// gains value over withholding; returns whether it was applied. Long: the
+    /// candidates, the bisection on μ and the apply step share their state.
     pub fn rescue(&mut self, instance: &Instance, c: usize) -> bool {
         let members = instance.campaign_candidates(c);
         let floor = instance.floor[c] as usize;
@@ -135,7 +136,9 @@ impl Selection {
                 .user_candidates(u)
                 .filter(|&j| {
                     let other = instance.campaign_of(j);
-                    self.chosen[j] && other != c && instance.campaigns[other].channel == channel
+                    self.chosen[j]
+                        && other != c
+                        && instance.campaigns[other].channel == channel
                         && self.count[other] > instance.floor[other]
                 })
                 .min_by(|&a, &b| instance.better((value(b), b), (value(a), a)));
@@ -240,7 +243,17 @@ impl Selection {
         }
         chosen.par_sort_unstable();
         let gap = dual_bound.map(|d| if d > 0.0 { ((d - primal) / d).max(0.0) } else { 0.0 });
-        Allocation { chosen, campaigns, primal, dual_bound, gap, iterations, prices: None, warm_started: 0, price_solution: None }
+        Allocation {
+            chosen,
+            campaigns,
+            primal,
+            dual_bound,
+            gap,
+            iterations,
+            prices: None,
+            warm_started: 0,
+            price_solution: None,
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 
 use audience::Error;
 use audience::allocate::{Solver, Valuation};
-use audience::allocate::bench::BenchOptions;
-use audience::scoring::bench::BenchOptions as ScoreBenchOptions;
+use audience::bench::allocate::BenchOptions;
+use audience::bench::score::BenchOptions as ScoreBenchOptions;
 use audience::model::fused::{Precision, bf16_supported};
 use clap::Subcommand;
 
@@ -13,8 +13,10 @@ use super::distinct;
 pub enum Command {
     /// Allocation on a random instance: candidates/s, iterations, gap, peak RSS.
     Allocate {
+        /// Candidate (user, campaign) pairs in the random instance.
         #[arg(long, default_value_t = 1_000_000)]
         candidates: usize,
+        /// Campaigns in the random instance.
         #[arg(long, default_value_t = 200)]
         campaigns: usize,
         /// Solvers to run, comma separated.
@@ -23,6 +25,7 @@ pub enum Command {
         /// What a pair is worth: quality_spend (the job's default) or events.
         #[arg(long, default_value = "quality_spend")]
         objective: Valuation,
+        /// Seed of the random instance.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Also solve a next day (budgets moved by up to 3%), cold and warm-started.
@@ -31,8 +34,10 @@ pub enum Command {
     },
     /// Scoring: naive per-pair forward vs the factorised fused operator, GEMM share.
     Score {
+        /// Users of the generated world (ignored with --data).
         #[arg(long, default_value_t = 1_000_000)]
         users: u64,
+        /// Campaigns of the generated world (ignored with --data).
         #[arg(long, default_value_t = 200)]
         campaigns: u64,
         /// Users in the naive path's sample (0: skip the naive path).
@@ -61,7 +66,14 @@ impl Command {
                     return Err(Error::Usage("--candidates and --campaigns must be at least 1".into()));
                 }
                 distinct("--solver", &solver)?;
-                audience::allocate::bench::run(&BenchOptions { candidates, campaigns, solvers: solver, objective, seed, warm_start });
+                audience::bench::allocate::run(&BenchOptions {
+                    candidates,
+                    campaigns,
+                    solvers: solver,
+                    objective,
+                    seed,
+                    warm_start,
+                });
             }
             Command::Score { users, campaigns, naive_users, data, model, precision, one_partition } => {
                 if users == 0 || campaigns == 0 {
@@ -80,8 +92,9 @@ impl Command {
                 for p in &precisions {
                     p.check().map_err(|e| Error::Usage(e.to_string()))?;
                 }
-                let options = ScoreBenchOptions { users, campaigns, naive_users, data, model, precisions, one_partition };
-                audience::scoring::bench::run(&options).await?;
+                let options =
+                    ScoreBenchOptions { users, campaigns, naive_users, data, model, precisions, one_partition };
+                audience::bench::score::run(&options).await?;
             }
         }
         println!("{}", audience::measure::peak_rss_line());

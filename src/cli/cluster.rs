@@ -12,6 +12,7 @@ use clap::Subcommand;
 pub enum Command {
     /// A Ballista scheduler that can plan the job's scoring (engine = "ballista").
     Scheduler {
+        /// Address the scheduler listens on.
         #[arg(long, default_value = "0.0.0.0")]
         bind_host: String,
         /// The host executors and clients reach this scheduler at.
@@ -32,13 +33,16 @@ pub enum Command {
     },
     /// A Ballista executor that can run the job's scoring tasks.
     Executor {
+        /// Address the executor listens on.
         #[arg(long, default_value = "0.0.0.0")]
         bind_host: String,
         /// The host the scheduler and other executors reach this executor at (a pod's IP).
-        #[arg(long, env = "AUDIENCE_EXECUTOR_EXTERNAL_HOST")]
+        #[arg(long, env = "AUDIENCE_EXECUTOR_EXTERNAL_HOST", hide_env_values = true)]
         external_host: Option<String>,
+        /// Host of the scheduler to register with.
         #[arg(long, default_value = "localhost")]
         scheduler_host: String,
+        /// gRPC port of the scheduler.
         #[arg(long, default_value_t = 50050)]
         scheduler_port: u16,
         /// Arrow Flight port (shuffle data and results).
@@ -60,6 +64,7 @@ pub enum Command {
         /// (default: a share of the machine's or cgroup's memory).
         #[arg(long, value_parser = parse_bytes)]
         memory_limit: Option<u64>,
+        /// Seconds between heartbeats to the scheduler.
         #[arg(long, default_value_t = 15)]
         heartbeat_seconds: u64,
         /// A job config whose [storage.*] settings apply to this process's object stores.
@@ -71,10 +76,23 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> Result<(), Error> {
         match self {
-            Command::Scheduler { bind_host, external_host, bind_port, executor_timeout_seconds, task_max_failures, storage_config } => {
+            Command::Scheduler {
+                bind_host,
+                external_host,
+                bind_port,
+                executor_timeout_seconds,
+                task_max_failures,
+                storage_config,
+            } => {
                 let storage = storage_options(storage_config.as_deref())?;
-                let options =
-                    SchedulerOptions { bind_host, external_host, port: bind_port, executor_timeout_seconds, task_max_failures, storage };
+                let options = SchedulerOptions {
+                    bind_host,
+                    external_host,
+                    port: bind_port,
+                    executor_timeout_seconds,
+                    task_max_failures,
+                    storage,
+                };
                 process::scheduler(options).await?;
             }
             Command::Executor {

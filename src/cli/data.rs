@@ -71,10 +71,13 @@ impl Command {
 /// The size and shape of a generated world.
 #[derive(Args)]
 pub struct WorldArgs {
+    /// Users in the world.
     #[arg(long, default_value_t = WorldConfig::default().users)]
     users: u64,
+    /// Podcasts in the catalogue.
     #[arg(long, default_value_t = WorldConfig::default().podcasts)]
     podcasts: u64,
+    /// Campaigns, ads and promotions together.
     #[arg(long, default_value_t = WorldConfig::default().campaigns)]
     campaigns: u64,
     /// Impression log rows in total.
@@ -86,6 +89,7 @@ pub struct WorldArgs {
     /// The run date the campaigns are flighted around (YYYY-MM-DD).
     #[arg(long, default_value_t = WorldConfig::default().run_date)]
     date: NaiveDate,
+    /// Seed of every random draw: one seed, one world.
     #[arg(long, default_value_t = WorldConfig::default().seed)]
     seed: u64,
     /// Active campaigns' total demand over supply (users × cap), per channel.

@@ -16,6 +16,7 @@ use super::data::WorldArgs;
 pub enum Command {
     /// The nightly job: validate, score, allocate, write audiences, commit.
     Run {
+        /// The job config (TOML; see docs/config.md).
         #[arg(long)]
         config: PathBuf,
         /// The run date (YYYY-MM-DD); default today (UTC).
@@ -30,12 +31,16 @@ pub enum Command {
     },
     /// One committed run per date in a range; skips dates already committed.
     Backfill {
+        /// The job config (TOML; see docs/config.md).
         #[arg(long)]
         config: PathBuf,
+        /// First date to run (YYYY-MM-DD).
         #[arg(long)]
         from: NaiveDate,
+        /// Last date to run, inclusive (YYYY-MM-DD).
         #[arg(long)]
         to: NaiveDate,
+        /// Replace committed dates that differ instead of skipping every committed date.
         #[arg(long)]
         overwrite: bool,
     },

@@ -8,6 +8,8 @@ mod cluster;
 mod data;
 mod job;
 mod model;
+#[cfg(test)]
+mod reference;
 
 use audience::Error;
 use clap::{Parser, Subcommand};
@@ -55,7 +57,7 @@ fn location(url: &str) -> Result<audience::storage::Location, Error> {
 /// where it would overwrite a run's files outside the commit protocol.
 fn output(flag: &str, url: &str) -> Result<audience::storage::Location, Error> {
     let location = location(url)?;
-    audience::job::commit::check_outside_runs(flag, &location, false).map_err(Error::Usage)?;
+    audience::job::layout::check_outside_runs(flag, &location, false).map_err(Error::Usage)?;
     Ok(location)
 }
 

@@ -2,10 +2,12 @@
 
 use audience::Error;
 use audience::contract::Task;
-use audience::model::train::TrainOptions;
 use audience::model::evaluate::Evaluation;
 use audience::model::fused::Precision;
-use audience::model::workflow::{Finetune, Source, evaluate_saved, evaluate_saved_in, finetune, load_split, train_and_save};
+use audience::model::train::TrainOptions;
+use audience::model::workflow::{
+    Finetune, Source, evaluate_saved, evaluate_saved_in, finetune, load_split, train_and_save,
+};
 use audience::model::{experiment, probe_libtorch};
 use clap::{Args, Subcommand};
 
@@ -26,6 +28,7 @@ pub enum Command {
     },
     /// AP and ROC-AUC per task, channel and stream tier on the test days.
     Evaluate {
+        /// The world whose logs to read (a generated world or a warehouse export).
         #[arg(long)]
         data: String,
         /// The model artifact directory.
@@ -44,10 +47,13 @@ pub enum Command {
     },
     /// Fine-tune a trained model's head on (a few) labels of one channel.
     Finetune {
+        /// The world whose logs to read (a generated world or a warehouse export).
         #[arg(long)]
         data: String,
+        /// The trained model artifact to start from.
         #[arg(long)]
         model: String,
+        /// Where to write the fine-tuned model artifact.
         #[arg(long)]
         out: String,
         /// The head to train: promo_stream, ad_stream, click, like or follow.
@@ -81,8 +87,10 @@ pub enum Command {
 pub enum Experiment {
     /// The paper's ablation: AP relative to the promotions-only baseline.
     Ablation {
+        /// The world whose logs to read (a generated world or a warehouse export).
         #[arg(long)]
         data: String,
+        /// Training seeds; each trains every variant once, and the table shows mean and spread.
         #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
         seeds: Vec<u64>,
         #[command(flatten)]
@@ -108,8 +116,10 @@ pub enum Experiment {
     },
     /// Cold start: fine-tune the promotions model on few ad labels vs from scratch.
     ColdStart {
+        /// The world whose logs to read (a generated world or a warehouse export).
         #[arg(long)]
         data: String,
+        /// Ad labels to fine-tune on, one run per count.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         labels: Vec<usize>,
         #[command(flatten)]
@@ -142,7 +152,10 @@ impl Command {
                 let report = report.map(|out| output("--report", &out).map(|location| (out, location))).transpose()?;
                 let (data, model_url) = (location(&data)?, location(&model)?);
                 let (manifest, evaluation, diagnostics) = evaluate_saved(&data, &model_url).await?;
-                println!("model {} on the test days of {data}: {} impressions", manifest.model_version, evaluation.test_examples);
+                println!(
+                    "model {} on the test days of {data}: {} impressions",
+                    manifest.model_version, evaluation.test_examples
+                );
                 print!("{}", evaluation.table());
                 if let Some(precision) = precision {
                     let other = evaluate_saved_in(&data, &model_url, precision).await?;
@@ -150,7 +163,8 @@ impl Command {
                 }
                 if let Some(path) = json {
                     let text = serde_json::to_vec_pretty(&evaluation).expect("metrics serialise");
-                    std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+                    std::fs::write(&path, text)
+                        .map_err(|source| Error::Write { path: path.display().to_string(), source })?;
                 }
                 if let Some((out, location)) = report {
                     let html = audience::model::report::render(&manifest, data.url(), &evaluation, &diagnostics)
@@ -173,7 +187,10 @@ impl Command {
             Command::Info => {
                 println!("audience {}", env!("CARGO_PKG_VERSION"));
                 let probe = probe_libtorch();
-                println!("libtorch: cpu ok (2x2 matmul sum {}), {} intra-op threads", probe.matmul_sum, probe.intra_op_threads);
+                println!(
+                    "libtorch: cpu ok (2x2 matmul sum {}), {} intra-op threads",
+                    probe.matmul_sum, probe.intra_op_threads
+                );
                 println!("cuda: {}", if probe.cuda_available { "available" } else { "not available (CPU only)" });
             }
         }
@@ -204,7 +221,8 @@ impl Experiment {
                 print!("{}", result.table());
                 if let Some(path) = json {
                     let text = serde_json::to_vec_pretty(&result.json()).expect("figures serialise");
-                    std::fs::write(&path, text).map_err(|source| Error::Write { path: path.display().to_string(), source })?;
+                    std::fs::write(&path, text)
+                        .map_err(|source| Error::Write { path: path.display().to_string(), source })?;
                 }
             }
             Experiment::ColdStart { data, labels, training } => {
@@ -222,13 +240,16 @@ impl Experiment {
 /// Training settings shared by `train`, `finetune` and the experiments.
 #[derive(Args)]
 pub struct TrainingArgs {
+    /// Seed of the weights' initialisation and the batch order.
     #[arg(long, default_value_t = TrainOptions::default().seed)]
     seed: u64,
     /// Most epochs (early stopping usually ends sooner).
     #[arg(long, default_value_t = TrainOptions::default().max_epochs)]
     epochs: usize,
+    /// Impressions per batch (half promotions, half ads where both train).
     #[arg(long, default_value_t = TrainOptions::default().batch_size)]
     batch_size: usize,
+    /// Adam's learning rate.
     #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
     learning_rate: f64,
     /// Newest days held out for evaluation.
@@ -243,8 +264,15 @@ impl TrainingArgs {
     fn options(&self) -> Result<TrainOptions, Error> {
         // Upper ends past which training would exhaust memory (a batch's
         // activations) or never end, rather than be refused by name.
-        if !(1..=10_000).contains(&self.epochs) || !(2..=1 << 20).contains(&self.batch_size) || !(self.learning_rate > 0.0 && self.learning_rate <= 10.0) {
-            return Err(Error::Usage("--epochs must be 1–10000, --batch-size 2–1048576 and --learning-rate in (0, 10]".into()));
+        if !(1..=10_000).contains(&self.epochs)
+            || !(2..=1 << 20).contains(&self.batch_size)
+            || self.learning_rate.is_nan()
+            || self.learning_rate <= 0.0
+            || self.learning_rate > 10.0
+        {
+            return Err(Error::Usage(
+                "--epochs must be 1–10000, --batch-size 2–1048576 and --learning-rate in (0, 10]".into(),
+            ));
         }
         Ok(TrainOptions {
             seed: self.seed,
@@ -264,7 +292,13 @@ fn compare_ap(fp32: &Evaluation, other: &Evaluation, precision: Precision) -> St
     let mut out = format!("AP, the scoring kernel in {} vs fp32 (the plain forward pass):\n", precision.as_str());
     for (a, b) in fp32.metrics.iter().zip(&other.metrics).filter(|(a, _)| a.slice == "all") {
         if let (Some(x), Some(y)) = (a.ap, b.ap) {
-            out += &format!("  {:<13} {:<9} fp32 {x:.5}  {} {y:.5}  {:+.3}%\n", a.task, a.channel, precision.as_str(), 100.0 * (y - x) / x);
+            out += &format!(
+                "  {:<13} {:<9} fp32 {x:.5}  {} {y:.5}  {:+.3}%\n",
+                a.task,
+                a.channel,
+                precision.as_str(),
+                100.0 * (y - x) / x
+            );
         }
     }
     out

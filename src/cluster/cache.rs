@@ -27,7 +27,10 @@ struct CachedModel {
 static MODELS: LazyLock<Mutex<VecDeque<Arc<CachedModel>>>> = LazyLock::new(Default::default);
 /// Held across a job's preparation, so its other tasks wait for it instead of
 /// preparing again.
-static JOBS: LazyLock<tokio::sync::Mutex<VecDeque<(String, Arc<Prepared>)>>> = LazyLock::new(Default::default);
+static JOBS: LazyLock<tokio::sync::Mutex<VecDeque<PreparedJob>>> = LazyLock::new(Default::default);
+
+/// A job's id and its prepared scoring state.
+type PreparedJob = (String, Arc<Prepared>);
 
 /// The prepared scoring state of `spec`'s job.
 pub async fn prepared(spec: &ScoreSpec) -> Result<Arc<Prepared>> {
@@ -78,7 +81,11 @@ async fn model(spec: &ScoreSpec) -> Result<Arc<ModelParts>> {
     tracing::info!(model = %spec.model_uri, version = %manifest.model_version, "model fetched");
     let parts = Arc::new(parts);
     let mut models = MODELS.lock().expect("model cache lock");
-    models.push_back(Arc::new(CachedModel { uri: spec.model_uri.clone(), version: manifest.model_version, parts: Arc::clone(&parts) }));
+    models.push_back(Arc::new(CachedModel {
+        uri: spec.model_uri.clone(),
+        version: manifest.model_version,
+        parts: Arc::clone(&parts),
+    }));
     if models.len() > KEPT {
         models.pop_front();
     }

@@ -14,8 +14,8 @@ use super::spec::ScoreSpec;
 use super::{partial, session};
 use crate::contract::Table;
 use crate::model::Model;
-use crate::scoring::{ModelParts, ScoreError, ScoreOptions, Scored, USER_COLUMNS, cores, merge, prepare};
 use crate::scoring::scorer::PartitionResult;
+use crate::scoring::{ModelParts, ScoreError, ScoreOptions, Scored, USER_COLUMNS, cores, merge, prepare};
 use crate::storage::{Location, StorageOptions};
 
 /// Where and how to score on the cluster.
@@ -33,7 +33,12 @@ pub struct Cluster<'a> {
 
 /// Scores the world at `root` with `model` for `options.date` on `cluster`;
 /// the same candidate table as [`crate::scoring::score`].
-pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, options: &ScoreOptions) -> Result<Scored, ScoreError> {
+pub async fn score(
+    cluster: &Cluster<'_>,
+    root: &Location,
+    model: &Model,
+    options: &ScoreOptions,
+) -> Result<Scored, ScoreError> {
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let (_, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
@@ -73,7 +78,8 @@ pub async fn score(cluster: &Cluster<'_>, root: &Location, model: &Model, option
         .map_err(query)?;
     let mut result = PartitionResult::empty(&prepared);
     for batch in &batches {
-        partial::decode_into(batch, &prepared, &mut result).map_err(|e| query(DataFusionError::Internal(e.to_string())))?;
+        partial::decode_into(batch, &prepared, &mut result)
+            .map_err(|e| query(DataFusionError::Internal(e.to_string())))?;
     }
     Ok(merge(prepared, vec![result], started))
 }

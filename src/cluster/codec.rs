@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
@@ -15,7 +16,6 @@ use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, 
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
-use arrow::datatypes::SchemaRef;
 
 use super::plan::{NAME, ScoreExec, ScoreNode};
 use super::spec::ScoreSpec;
@@ -66,7 +66,12 @@ impl LogicalExtensionCodec for LogicalCodec {
         self.ballista.try_decode_table_provider(buf, table_ref, schema, ctx)
     }
 
-    fn try_encode_table_provider(&self, table_ref: &TableReference, node: Arc<dyn TableProvider>, buf: &mut Vec<u8>) -> Result<()> {
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         self.ballista.try_encode_table_provider(table_ref, node, buf)
     }
 
@@ -122,7 +127,8 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         let [input] = inputs else {
             return Err(DataFusionError::Internal(format!("{NAME} takes one input, got {}", inputs.len())));
         };
-        let spec = ScoreSpec::from_json(spec_of(spec)?).map_err(|e| DataFusionError::Internal(format!("{NAME}: bad spec: {e}")))?;
+        let spec = ScoreSpec::from_json(spec_of(spec)?)
+            .map_err(|e| DataFusionError::Internal(format!("{NAME}: bad spec: {e}")))?;
         Ok(Arc::new(ScoreExec::new(Arc::clone(input), spec)))
     }
 

@@ -192,7 +192,9 @@ impl ExecutionPlan for ScoreExec {
             }
             if failpoint::armed("fail-scoring") {
                 tracing::warn!(job = %spec.job, partition, "failpoint fired: fail-scoring");
-                return Err(DataFusionError::IoError(std::io::Error::other("scoring task failed (failpoint fail-scoring)")));
+                return Err(DataFusionError::IoError(std::io::Error::other(
+                    "scoring task failed (failpoint fail-scoring)",
+                )));
             }
             if failpoint::armed("panic-scoring") {
                 panic!("scoring task panicked (failpoint panic-scoring)");
@@ -229,7 +231,8 @@ impl ExtensionPlanner for ScorePlanner {
         let Some(node) = node.as_any().downcast_ref::<ScoreNode>() else {
             return Ok(None);
         };
-        let spec = ScoreSpec::from_json(node.spec_json()).map_err(|e| DataFusionError::Plan(format!("{NAME}: bad spec: {e}")))?;
+        let spec = ScoreSpec::from_json(node.spec_json())
+            .map_err(|e| DataFusionError::Plan(format!("{NAME}: bad spec: {e}")))?;
         let [input] = physical_inputs else {
             return Err(DataFusionError::Internal(format!("{NAME} takes one input, got {}", physical_inputs.len())));
         };

@@ -79,7 +79,9 @@ pub async fn scheduler(options: SchedulerOptions) -> Result<(), ProcessError> {
         .await
         .map_err(|source| ProcessError::Ballista { what: "creating the scheduler's cluster state", source })?;
     tracing::info!(%address, "scheduler listening (health: /healthz, /readyz on the same port)");
-    start_server(cluster, address, Arc::new(config)).await.map_err(|source| ProcessError::Ballista { what: "scheduler", source })
+    start_server(cluster, address, Arc::new(config))
+        .await
+        .map_err(|source| ProcessError::Ballista { what: "scheduler", source })
 }
 
 pub struct ExecutorOptions {
@@ -138,7 +140,13 @@ pub async fn executor(options: ExecutorOptions) -> Result<(), ProcessError> {
 async fn serve_health(listener: tokio::net::TcpListener, health: ExecutorHealth) {
     let ready = move || {
         let health = health.clone();
-        async move { if health.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not registered yet") } }
+        async move {
+            if health.is_ready() {
+                (StatusCode::OK, "ready")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "not registered yet")
+            }
+        }
     };
     let router = Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready));
     if let Err(error) = axum::serve(listener, router).await {

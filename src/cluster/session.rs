@@ -30,13 +30,16 @@ struct AudienceQueryPlanner;
 #[async_trait]
 impl QueryPlanner for AudienceQueryPlanner {
     async fn create_physical_plan(&self, plan: &LogicalPlan, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(ScorePlanner)]).create_physical_plan(plan, session).await
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(ScorePlanner)])
+            .create_physical_plan(plan, session)
+            .await
     }
 }
 
 /// A runtime whose object stores follow `storage`; spill files under `temp_dir`.
 pub fn runtime(storage: &StorageOptions, temp_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
-    let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(StoreRegistry::new(storage.clone())));
+    let mut builder =
+        RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(StoreRegistry::new(storage.clone())));
     if let Some(dir) = temp_dir {
         builder = builder.with_temp_file_path(dir);
     }

@@ -44,6 +44,13 @@ impl ScoreSpec {
     /// The scoring options an executor prepares with.
     pub fn options(&self) -> Result<ScoreOptions, chrono::ParseError> {
         let date = NaiveDate::parse_from_str(&self.date, "%Y-%m-%d")?;
-        Ok(ScoreOptions { slack: self.slack, hour: self.hour, batch_rows: self.batch_rows, partitions: 1, precision: self.precision, ..ScoreOptions::new(date) })
+        Ok(ScoreOptions {
+            slack: self.slack,
+            hour: self.hour,
+            batch_rows: self.batch_rows,
+            partitions: 1,
+            precision: self.precision,
+            ..ScoreOptions::new(date)
+        })
     }
 }

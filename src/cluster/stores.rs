@@ -28,7 +28,12 @@ impl StoreRegistry {
 
 /// One store per scheme, host and port (as DataFusion keys them).
 fn key(url: &Url) -> String {
-    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.port().map(|p| format!(":{p}")).unwrap_or_default())
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    )
 }
 
 impl ObjectStoreRegistry for StoreRegistry {

@@ -14,9 +14,7 @@ pub async fn data_files(location: &Location) -> Result<Vec<object_store::ObjectM
         .await?
         .into_iter()
         .filter(|object| {
-            object.location.filename().is_some_and(|name| {
-                !name.starts_with('.') && !name.starts_with('_')
-            })
+            object.location.filename().is_some_and(|name| !name.starts_with('.') && !name.starts_with('_'))
         })
         .collect())
 }

@@ -28,13 +28,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
-        Table::Users,
-        Table::Podcasts,
-        Table::Campaigns,
-        Table::Follows,
-        Table::Impressions,
-    ];
+    pub const ALL: [Table; 5] = [Table::Users, Table::Podcasts, Table::Campaigns, Table::Follows, Table::Impressions];
 
     /// The table's name, which is also its prefix under a world root.
     pub fn name(self) -> &'static str {
@@ -103,13 +97,10 @@ impl ColumnType {
             ColumnType::Utf8 => DataType::Utf8,
             ColumnType::Date32 => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            ColumnType::Utf8List => {
-                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+            ColumnType::Utf8List => DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            ColumnType::Float32Vector(n) => {
+                DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), n as i32)
             }
-            ColumnType::Float32Vector(n) => DataType::FixedSizeList(
-                Arc::new(Field::new_list_field(DataType::Float32, true)),
-                n as i32,
-            ),
         }
     }
 
@@ -122,9 +113,7 @@ impl ColumnType {
         }
         fn list_item(t: &DataType) -> Option<&DataType> {
             match t {
-                DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-                    Some(f.data_type())
-                }
+                DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => Some(f.data_type()),
                 _ => None,
             }
         }
@@ -137,7 +126,7 @@ impl ColumnType {
         }
     }
 
-    /// How the type is named in error messages and the README.
+    /// How the type is named in error messages and docs/data.md.
     pub fn describe(self) -> String {
         match self {
             ColumnType::Utf8 => "Utf8".into(),
@@ -265,7 +254,7 @@ pub fn audience_schema() -> SchemaRef {
 
 use ColumnType as T;
 
-/// The contract's upper limits (the README's data contract lists them). Far
+/// The contract's upper limits (docs/data.md lists them). Far
 /// beyond any real market, and low enough that every sum and product the job
 /// forms of valid inputs is finite in f64 and f32: a user's cost is at most
 /// MAX_CPM × MAX_IMPRESSIONS_PER_USER / 1000 = 1e7, its value at most

@@ -13,16 +13,16 @@ use std::collections::{BTreeMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::util::display::array_value_to_string;
 use arrow::datatypes::{DataType, Date32Type, Field, Float32Type, Float64Type, Int64Type};
+use arrow::util::display::array_value_to_string;
 use futures::TryStreamExt;
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use regex::Regex;
 
-use super::{ColumnSpec, ColumnType, Table, TableSpec};
 use super::files::data_files;
 pub use super::report::{InvalidInput, Problem, Report};
+use super::{ColumnSpec, ColumnType, Table, TableSpec};
 use crate::storage::{Location, StorageError};
 
 /// Validates every table of the world at `root` (laid out as `generate` writes
@@ -55,10 +55,7 @@ impl Findings {
         if count == 0 {
             return;
         }
-        let entry = self
-            .0
-            .entry((column.to_string(), rule.into()))
-            .or_insert_with(|| (0, example()));
+        let entry = self.0.entry((column.to_string(), rule.into())).or_insert_with(|| (0, example()));
         entry.0 += count;
     }
 
@@ -170,11 +167,7 @@ impl<'a> TableValidator<'a> {
                 }
                 None => {}
                 Some(index) if !column.ty.accepts(fields[index].data_type()) => {
-                    let rule = format!(
-                        "has type {}, expected {}",
-                        fields[index].data_type(),
-                        column.ty.describe()
-                    );
+                    let rule = format!("has type {}, expected {}", fields[index].data_type(), column.ty.describe());
                     self.findings.add(column.name, rule, 1, || format!("in {file_url}"));
                 }
                 Some(index) => projection.push(index),
@@ -211,7 +204,13 @@ impl<'a> TableValidator<'a> {
             ColumnType::Int8 | ColumnType::Int32 | ColumnType::Int64 => {
                 let values = cast_to(array, &DataType::Int64);
                 let values = values.as_primitive::<Int64Type>();
-                let minimum = if rules.positive { 1 } else if rules.non_negative { 0 } else { i64::MIN };
+                let minimum = if rules.positive {
+                    1
+                } else if rules.non_negative {
+                    0
+                } else {
+                    i64::MIN
+                };
                 let rule = if rules.positive { "value below 1" } else { "negative value" };
                 self.flag_rows(name, rule, keys, values.iter().map(|v| v.is_some_and(|v| v < minimum)), |i| {
                     format!("value {}", values.value(i))
@@ -392,14 +391,14 @@ impl<'a> TableValidator<'a> {
             self.flag_rows("budget", rule, keys, bad, |_| "budget null".into());
         }
 
-        if !self.known_podcasts.is_empty() {
-            if let Some(podcast) = batch.column_by_name("podcast_id") {
-                let podcast = podcast.as_primitive::<Int64Type>();
-                let bad = podcast.iter().map(|p| p.is_some_and(|p| !self.known_podcasts.contains(&p)));
-                let bad: Vec<bool> = bad.collect();
-                let rule = "unknown podcast (not in the podcasts table)";
-                self.flag_rows("podcast_id", rule, keys, bad.into_iter(), |i| format!("podcast_id {}", podcast.value(i)));
-            }
+        if !self.known_podcasts.is_empty()
+            && let Some(podcast) = batch.column_by_name("podcast_id")
+        {
+            let podcast = podcast.as_primitive::<Int64Type>();
+            let bad = podcast.iter().map(|p| p.is_some_and(|p| !self.known_podcasts.contains(&p)));
+            let bad: Vec<bool> = bad.collect();
+            let rule = "unknown podcast (not in the podcasts table)";
+            self.flag_rows("podcast_id", rule, keys, bad.into_iter(), |i| format!("podcast_id {}", podcast.value(i)));
         }
     }
 }
@@ -434,10 +433,7 @@ struct RowNames {
 impl RowNames {
     fn new(spec: &TableSpec, batch: &RecordBatch, file_url: &str, first_row: u64) -> Self {
         let key_columns = if spec.unique_key || spec.table == Table::Follows {
-            spec.key
-                .iter()
-                .filter_map(|&k| Some((k.to_string(), batch.column_by_name(k)?.clone())))
-                .collect()
+            spec.key.iter().filter_map(|&k| Some((k.to_string(), batch.column_by_name(k)?.clone()))).collect()
         } else {
             Vec::new()
         };

@@ -105,7 +105,10 @@ impl Task {
 impl std::str::FromStr for Task {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Task::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| format!("unknown task {s:?} (expected one of {})", TASKS.join(", ")))
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown task {s:?} (expected one of {})", TASKS.join(", ")))
     }
 }
 

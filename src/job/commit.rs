@@ -1,13 +1,6 @@
-//! The commit protocol (docs/design.md §7) for one date's directory:
-//!
-//! ```text
-//! <output>/dt=<date>/run=<run_id>/audiences/campaign_id=<id>/part-00000.parquet
-//! <output>/dt=<date>/run=<run_id>/manifest.json
-//! <output>/dt=<date>/_SUCCESS     names the committed run; written last, create-only
-//! ```
-//!
-//! A run writes only under its own `run=<id>/`; readers trust only the run that
-//! `_SUCCESS` names. Before the commit a run checks that every file its
+//! The commit protocol (docs/design.md §7) for one date's directory, over the
+//! files that `layout` names. A run writes only under its own `run=<id>/`;
+//! readers trust only the run that `_SUCCESS` names. Before the commit a run checks that every file its
 //! manifest names is there. The create-only put makes the commit atomic: of
 //! two runs racing for a date exactly one commits, and the other removes its
 //! own directory.
@@ -17,36 +10,9 @@
 //! committed, so it is complete), and uncommitted runs whose newest file is
 //! older than `[output] abandoned_after_minutes` (crashed runs).
 
-use serde::{Deserialize, Serialize};
-
+use super::layout::{DateDir, MANIFEST_FILE, Marker, REPORT_FILE, SUCCESS_FILE, audience_file};
 use super::manifest::RunManifest;
 use crate::storage::{Location, StorageError};
-
-pub const SUCCESS_FILE: &str = "_SUCCESS";
-pub const MANIFEST_FILE: &str = "manifest.json";
-
-/// What makes two runs of a date the same run: equal fingerprints, equal audiences.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    pub date: String,
-    pub config_hash: String,
-    pub inputs: String,
-    pub model_version: String,
-}
-
-/// The content of `_SUCCESS`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marker {
-    pub run_id: String,
-    /// Path of the manifest, relative to the date directory.
-    pub manifest: String,
-    pub fingerprint: Fingerprint,
-}
-
-/// The directory of one date under the output root.
-pub struct DateDir {
-    pub location: Location,
-}
 
 /// Outcome of trying to commit.
 #[derive(Debug, PartialEq)]
@@ -57,14 +23,6 @@ pub enum Commit {
 }
 
 impl DateDir {
-    pub fn new(output: &Location, date: chrono::NaiveDate) -> DateDir {
-        DateDir { location: output.join(&format!("dt={}", date.format("%Y-%m-%d"))) }
-    }
-
-    pub fn run(&self, run_id: &str) -> Location {
-        self.location.join(&format!("run={run_id}"))
-    }
-
     /// The committed run's marker, if the date is committed.
     pub async fn committed(&self) -> Result<Option<Marker>, StorageError> {
         match self.location.join(SUCCESS_FILE).read().await {
@@ -159,37 +117,6 @@ impl DateDir {
     }
 }
 
-/// Refuses `target` as the output of a command that writes outside the commit
-/// protocol (`report --out`, `train --out`, `evaluate --report` ...): a run's
-/// files and a date's `_SUCCESS` change only through a run's commit (`run
-/// --overwrite`). `target` may not be a run directory (`dt=<date>/run=<id>`),
-/// anything inside one, or a `_SUCCESS`; with `allow_report`, a run's
-/// `report.html` may be drawn again in place (it is derived from the
-/// manifest). The message names `flag` and what the target is.
-pub fn check_outside_runs(flag: &str, target: &Location, allow_report: bool) -> Result<(), String> {
-    let parts: Vec<String> = target.path().parts().map(|p| p.as_ref().to_string()).collect();
-    let refuse = |what: &str| Err(format!("{flag} {}: {what}; a run's files change only through `audience run --overwrite`", target.url()));
-    for i in 1..parts.len() {
-        let in_date_dir = parts[i - 1].starts_with("dt=");
-        if in_date_dir && parts[i] == SUCCESS_FILE {
-            return refuse("is a date's commit marker");
-        }
-        if in_date_dir && parts[i].starts_with("run=") {
-            let inside = &parts[i + 1..];
-            if allow_report && inside.len() == 1 && inside[0] == super::report::REPORT_FILE {
-                return Ok(());
-            }
-            return refuse(if inside.is_empty() { "is a run's directory" } else { "is inside a run's directory" });
-        }
-    }
-    Ok(())
-}
-
-/// Path of a campaign's audience file, relative to its run directory.
-pub fn audience_file(campaign_id: &str) -> String {
-    format!("audiences/campaign_id={campaign_id}/part-00000.parquet")
-}
-
 /// The files of `manifest`'s run missing under `run_dir`: its manifest, its
 /// report, and the audience file of every campaign with an audience.
 pub async fn missing_files(run_dir: &Location, manifest: &RunManifest) -> Result<Vec<String>, StorageError> {
@@ -200,29 +127,6 @@ pub async fn missing_files(run_dir: &Location, manifest: &RunManifest) -> Result
         .iter()
         .filter(|c| c.audience > 0)
         .map(|c| audience_file(&c.campaign_id))
-        .chain([MANIFEST_FILE.to_string(), super::report::REPORT_FILE.to_string()]);
+        .chain([MANIFEST_FILE.to_string(), REPORT_FILE.to_string()]);
     Ok(expected.map(|file| run_dir.join(&file).url().to_string()).filter(|url| !present.contains(url)).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nothing_outside_the_commit_writes_into_a_run() {
-        let root = Location::parse("/tmp/audiences").unwrap();
-        let run = root.join("dt=2026-06-01/run=20260601T000000Z-0000000a");
-        let check = |target: &Location, allow_report| check_outside_runs("--out", target, allow_report);
-        for refused in [run.clone(), run.join(MANIFEST_FILE), run.join(&audience_file("c1")), root.join("dt=2026-06-01/_SUCCESS")] {
-            let err = check(&refused, true).unwrap_err();
-            assert!(err.starts_with(&format!("--out {}", refused.url())) && err.contains("run --overwrite"), "{err}");
-        }
-        assert!(check(&run.join(super::super::report::REPORT_FILE), false).is_err(), "report.html only where allowed");
-        check(&run.join(super::super::report::REPORT_FILE), true).unwrap();
-        for allowed in [root.clone(), root.join("report.html"), root.join("run=x/manifest.json"), root.join("dt=2026-06-01/notes.html")] {
-            check(&allowed, false).unwrap();
-        }
-        let s3 = Location::parse("s3://bucket/out/dt=2026-06-01/run=r/manifest.json").unwrap();
-        assert!(check(&s3, true).is_err());
-    }
 }

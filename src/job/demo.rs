@@ -6,12 +6,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::config::{ConfigFile, JobConfig};
-use super::run::{JobError, RunFlags, RunManifest, run};
+use super::error::JobError;
+use super::manifest::RunManifest;
+use super::run::{RunFlags, run};
+use crate::exit_code::ExitCode;
 use crate::model::train::TrainOptions;
 use crate::model::workflow::train_and_save;
 use crate::world::WorldConfig;
 use crate::world::write::generate;
-use crate::exit_code::ExitCode;
 
 pub struct Demo {
     pub manifest: RunManifest,
@@ -108,13 +110,16 @@ impl Demo {
         let steps: Vec<String> = self.steps.iter().map(|(k, v)| format!("{k} {v:.1}s")).collect();
         out += &format!("demo steps: {}\n", steps.join(", "));
         let run_dir = self.manifest_url.rsplit_once('/').map_or("", |(dir, _)| dir);
-        out += &format!("report: {run_dir}/{}\n", super::report::REPORT_FILE);
+        out += &format!("report: {run_dir}/{}\n", super::layout::REPORT_FILE);
         out
     }
 
     /// Per channel × objective: active campaigns served and budget spent.
     pub fn market(&self) -> String {
-        let mut out = format!("{:<19} {:>9} {:>8} {:>7} {:>12} {:>12} {:>7}\n", "kind / goal", "campaigns", "served", "share", "budget", "spend", "spent");
+        let mut out = format!(
+            "{:<19} {:>9} {:>8} {:>7} {:>12} {:>12} {:>7}\n",
+            "kind / goal", "campaigns", "served", "share", "budget", "spend", "spent"
+        );
         for group in self.manifest.by_market() {
             out += &format!(
                 "{:<19} {:>9} {:>8} {:>6.1}% {:>12.2} {:>12.2} {:>6.1}%\n",

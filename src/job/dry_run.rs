@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 
 use super::config::JobConfig;
-use super::run::JobError;
+use super::error::JobError;
 use crate::contract::validate::validate_world;
 use crate::model::artifact;
 use crate::scoring::{ScoreOptions, score};
@@ -34,7 +34,12 @@ pub async fn dry_run(config: &JobConfig, date: NaiveDate) -> Result<DryRun, JobE
     Ok(DryRun {
         date,
         users: counted.users,
-        eligible: counted.campaigns.iter().map(|c| c.campaign_id.clone()).zip(counted.eligible.iter().copied()).collect(),
+        eligible: counted
+            .campaigns
+            .iter()
+            .map(|c| c.campaign_id.clone())
+            .zip(counted.eligible.iter().copied())
+            .collect(),
         sample_users: sample.users,
         sample_seconds: sample.seconds,
         estimated_scoring_seconds: per_user * counted.users as f64,

@@ -10,12 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::commit::Fingerprint;
-use super::config::ConfigFile;
-use super::audiences::{Violations, spend};
-use super::previous::{Overlap, PreviousRun};
-use super::run::JobError;
+use super::config::{ConfigFile, JobConfig};
+use super::layout::Fingerprint;
 use crate::allocate::{Allocation, PriceSolution, Withheld};
+use crate::choose::{Choice, Violations, spend};
 use crate::scoring::Scored;
 use crate::scoring::eligibility::ActiveCampaign;
 
@@ -135,18 +133,87 @@ fn withheld_reason(campaign: &ActiveCampaign, eligible: u64, privacy_floor: u64,
     }
 }
 
+/// Day-over-day churn against the previous run (see `previous::churn`): per
+/// campaign in the scored campaigns' order, and over all campaigns.
+pub struct Churn {
+    pub per_campaign: Vec<Option<f64>>,
+    pub total: Option<f64>,
+}
+
+/// What a run's manifest is made of, as the run's stages produced it.
+pub struct RunRecord<'a> {
+    pub run_id: &'a str,
+    pub fingerprint: &'a Fingerprint,
+    pub config: &'a JobConfig,
+    pub model_version: &'a str,
+    pub scored: &'a Scored,
+    pub choice: &'a Choice,
+    pub violations: Violations,
+    pub previous_run: Option<PreviousRunReport>,
+    pub churn: Churn,
+    pub timings: BTreeMap<String, f64>,
+}
+
+impl RunManifest {
+    /// The manifest of a run; the config as recorded has its secrets redacted.
+    pub fn new(record: RunRecord) -> RunManifest {
+        let RunRecord {
+            run_id,
+            fingerprint,
+            config,
+            model_version,
+            scored,
+            choice,
+            violations,
+            previous_run,
+            churn,
+            timings,
+        } = record;
+        let allocation = &choice.allocation;
+        let recorded = config.file.redacted();
+        RunManifest {
+            manifest_version: MANIFEST_VERSION,
+            run_id: run_id.to_string(),
+            date: fingerprint.date.clone(),
+            fingerprint: fingerprint.clone(),
+            inputs_root: config.inputs.url().to_string(),
+            model_uri: recorded.model.uri.clone(),
+            model_version: model_version.to_string(),
+            campaigns: campaign_reports(
+                scored,
+                allocation,
+                &choice.members,
+                config.allocation.privacy_floor,
+                &churn.per_campaign,
+            ),
+            config: recorded,
+            users_scored: scored.users,
+            eligible_pairs: scored.pairs(),
+            solver: format!("{:?}", config.allocation.solver).to_lowercase(),
+            solver_value: allocation.primal,
+            dual_bound: allocation.dual_bound,
+            gap: allocation.gap,
+            solver_iterations: allocation.iterations,
+            warm_started_campaigns: allocation.warm_started,
+            previous_run,
+            churn: churn.total,
+            price_solution: allocation.price_solution.as_ref().map(|s| PriceSolutionReport::new(s, scored)),
+            violations,
+            timings,
+        }
+    }
+}
+
 /// The manifest's per-campaign reports, in the scored campaigns' order
-/// (`members` as from [`super::audiences::members`]), and the churn over all
-/// campaigns against `previous`.
-pub async fn campaign_reports(
+/// (`members` as from [`crate::choose::members`]).
+fn campaign_reports(
     scored: &Scored,
     allocation: &Allocation,
     members: &[Vec<usize>],
     privacy_floor: u64,
-    previous: Option<&PreviousRun>,
-) -> Result<(Vec<CampaignReport>, Option<f64>), JobError> {
+    churn: &[Option<f64>],
+) -> Vec<CampaignReport> {
     let mut reports = Vec::with_capacity(scored.campaigns.len());
-    let mut total = Overlap::default();
     for (c, (campaign, outcome)) in scored.campaigns.iter().zip(&allocation.campaigns).enumerate() {
         let pool = &scored.pools[c];
         let per_user = campaign.impressions_per_user as f64;
@@ -154,15 +221,6 @@ pub async fn campaign_reports(
         let expected = members[c].iter().map(|&m| pool[m].p_objective as f64 * per_user).fold(0.0, |a, b| a + b);
         // At the exact cost (the allocator's is rounded up to f32).
         let spend = spend(campaign, &members[c]);
-        let churn = match previous {
-            None => None,
-            Some(previous) => {
-                let today = members[c].iter().map(|&m| pool[m].user_id).collect();
-                let overlap = Overlap::of(&today, &previous.members(&campaign.campaign_id).await?);
-                total = total.add(overlap);
-                overlap.churn()
-            }
-        };
         reports.push(CampaignReport {
             campaign_id: campaign.campaign_id.clone(),
             kind: campaign.channel.as_str().to_string(),
@@ -177,11 +235,14 @@ pub async fn campaign_reports(
             expected_ecps: (expected > 0.0).then(|| spend / expected),
             mean_p_objective: scored.mean_p(c),
             price: allocation.prices.as_ref().map(|prices| prices[c]),
-            churn,
-            withheld: outcome.withheld.as_ref().map(|w| withheld_reason(campaign, scored.eligible[c], privacy_floor, w)),
+            churn: churn[c],
+            withheld: outcome
+                .withheld
+                .as_ref()
+                .map(|w| withheld_reason(campaign, scored.eligible[c], privacy_floor, w)),
         });
     }
-    Ok((reports, previous.and_then(|_| total.churn())))
+    reports
 }
 
 /// Totals over a group of a run's campaigns.
@@ -219,7 +280,10 @@ impl Group {
 }
 
 /// Groups `campaigns` by `key` (sorted by key), then a total named `all`.
-fn grouped<'a, K: Ord>(campaigns: impl Iterator<Item = &'a CampaignReport>, key: impl Fn(&CampaignReport) -> (K, String)) -> Vec<Group> {
+fn grouped<'a, K: Ord>(
+    campaigns: impl Iterator<Item = &'a CampaignReport>,
+    key: impl Fn(&CampaignReport) -> (K, String),
+) -> Vec<Group> {
     let mut groups: BTreeMap<K, Group> = BTreeMap::new();
     let mut total = Group::new("all".to_string());
     for c in campaigns {
@@ -233,7 +297,9 @@ fn grouped<'a, K: Ord>(campaigns: impl Iterator<Item = &'a CampaignReport>, key:
 impl RunManifest {
     /// The campaigns by channel × objective (named `kind / objective`), then all.
     pub fn by_market(&self) -> Vec<Group> {
-        grouped(self.campaigns.iter(), |c| ((c.kind.clone(), c.objective.clone()), format!("{} / {}", c.kind, c.objective)))
+        grouped(self.campaigns.iter(), |c| {
+            ((c.kind.clone(), c.objective.clone()), format!("{} / {}", c.kind, c.objective))
+        })
     }
 
     /// The stream campaigns by their podcast's stream tier, then all stream

@@ -6,6 +6,8 @@ pub mod commit;
 pub mod config;
 pub mod demo;
 pub mod dry_run;
+pub mod error;
+pub mod layout;
 pub mod manifest;
 pub mod previous;
 pub mod report;

@@ -9,9 +9,10 @@ use arrow::datatypes::Int64Type;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::commit::{DateDir, audience_file};
-use super::manifest::RunManifest;
-use super::run::JobError;
+use super::error::JobError;
+use super::layout::{DateDir, audience_file};
+use super::manifest::{Churn, PreviousRunReport, RunManifest};
+use crate::scoring::Scored;
 use crate::storage::{Location, StorageError};
 
 /// Days before a run's date searched for the previous committed run.
@@ -41,12 +42,22 @@ pub async fn find(output: &Location, date: NaiveDate) -> Result<Option<PreviousR
                 return Ok(None);
             }
         };
-        return Ok(Some(PreviousRun { date: day, run_id: marker.run_id.clone(), manifest, run_dir: dir.run(&marker.run_id) }));
+        return Ok(Some(PreviousRun {
+            date: day,
+            run_id: marker.run_id.clone(),
+            manifest,
+            run_dir: dir.run(&marker.run_id),
+        }));
     }
     Ok(None)
 }
 
 impl PreviousRun {
+    /// The run as today's manifest names it.
+    pub fn report(&self) -> PreviousRunReport {
+        PreviousRunReport { date: self.date.to_string(), run_id: self.run_id.clone() }
+    }
+
     /// The Lagrangian price of each campaign the previous run priced.
     pub fn prices(&self) -> HashMap<&str, f64> {
         self.manifest.campaigns.iter().filter_map(|c| Some((c.campaign_id.as_str(), c.price?))).collect()
@@ -66,7 +77,9 @@ impl PreviousRun {
             Err(error) => return Err(error.into()),
         };
         let corrupt = |reason: String| JobError::from(StorageError::Corrupt { url: file.url().to_string(), reason });
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| corrupt(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| corrupt(e.to_string()))?;
         let mut members = HashSet::new();
         for batch in reader {
             let batch: RecordBatch = batch.map_err(|e| corrupt(e.to_string()))?;
@@ -87,6 +100,14 @@ pub struct Overlap {
     pub in_either: usize,
 }
 
+impl std::ops::Add for Overlap {
+    type Output = Overlap;
+
+    fn add(self, other: Overlap) -> Overlap {
+        Overlap { in_one: self.in_one + other.in_one, in_either: self.in_either + other.in_either }
+    }
+}
+
 impl Overlap {
     pub fn of(today: &HashSet<i64>, previous: &HashSet<i64>) -> Overlap {
         let both = today.intersection(previous).count();
@@ -94,11 +115,25 @@ impl Overlap {
         Overlap { in_one: in_either - both, in_either }
     }
 
-    pub fn add(self, other: Overlap) -> Overlap {
-        Overlap { in_one: self.in_one + other.in_one, in_either: self.in_either + other.in_either }
-    }
-
     pub fn churn(self) -> Option<f64> {
         (self.in_either > 0).then(|| self.in_one as f64 / self.in_either as f64)
     }
+}
+
+/// Today's audiences (`members` as positions in the scored pools) against the
+/// previous run's: per campaign, and over all campaigns. Without a previous
+/// run there is no churn to report.
+pub async fn churn(previous: Option<&PreviousRun>, scored: &Scored, members: &[Vec<usize>]) -> Result<Churn, JobError> {
+    let Some(previous) = previous else {
+        return Ok(Churn { per_campaign: vec![None; scored.campaigns.len()], total: None });
+    };
+    let mut total = Overlap::default();
+    let mut per_campaign = Vec::with_capacity(scored.campaigns.len());
+    for (c, campaign) in scored.campaigns.iter().enumerate() {
+        let today = members[c].iter().map(|&m| scored.pools[c][m].user_id).collect();
+        let overlap = Overlap::of(&today, &previous.members(&campaign.campaign_id).await?);
+        total = total + overlap;
+        per_campaign.push(overlap.churn());
+    }
+    Ok(Churn { per_campaign, total: total.churn() })
 }

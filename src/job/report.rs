@@ -4,6 +4,7 @@
 //! model's offline metrics. Drawn from the run manifest and the model's
 //! artifact manifest only, so `audience report` can draw it again later.
 
+use super::layout::REPORT_FILE;
 use super::manifest::{CampaignReport, Group, MANIFEST_VERSION, RunManifest};
 use crate::exit_code::ExitCode;
 use crate::model::artifact;
@@ -11,8 +12,6 @@ use crate::model::report::{METRIC_HEADERS, metric_row};
 use crate::report::charts::{bars, scatter_log};
 use crate::report::{Cell, ChartError, Page, Series};
 use crate::storage::Location;
-
-pub const REPORT_FILE: &str = "report.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -59,7 +58,11 @@ pub fn parse_manifest(url: &str, json: &[u8]) -> Result<RunManifest, ReportError
 /// it to `out` (default: `report.html` beside the manifest). Nothing is
 /// written unless both manifests read, nor anywhere inside a run's directory
 /// but the run's own `report.html`. Returns where it was written.
-pub async fn render_again(manifest_url: &str, model_uri: Option<&str>, out: Option<&str>) -> Result<String, ReportError> {
+pub async fn render_again(
+    manifest_url: &str,
+    model_uri: Option<&str>,
+    out: Option<&str>,
+) -> Result<String, ReportError> {
     let location = Location::parse(manifest_url)?;
     let beside = Location::parse(manifest_url.rsplit_once('/').map_or(".", |(dir, _)| dir))?.join(REPORT_FILE);
     let out = match out {
@@ -68,7 +71,7 @@ pub async fn render_again(manifest_url: &str, model_uri: Option<&str>, out: Opti
     };
     // In place (beside its own manifest) a run's report may be drawn again;
     // no other file of a run, and no other run's report, may be written.
-    super::commit::check_outside_runs("--out", &out, out.url() == beside.url()).map_err(ReportError::Refused)?;
+    super::layout::check_outside_runs("--out", &out, out.url() == beside.url()).map_err(ReportError::Refused)?;
     let manifest = parse_manifest(location.url(), &location.read().await?)?;
     let model = artifact::read_manifest(&Location::parse(model_uri.unwrap_or(&manifest.model_uri))?).await?;
     let html = render(&manifest, &model)?;
@@ -81,7 +84,7 @@ fn money(v: f64) -> String {
     let whole = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
@@ -101,7 +104,10 @@ fn optional(v: Option<f64>, show: impl Fn(f64) -> String) -> String {
 pub fn render(manifest: &RunManifest, model: &artifact::Manifest) -> Result<String, ReportError> {
     let mut page = Page::new(
         &format!("Audience run {} for {}", manifest.run_id, manifest.date),
-        &format!("inputs {} · model {} · manifest_version {}", manifest.inputs_root, manifest.model_version, manifest.manifest_version),
+        &format!(
+            "inputs {} · model {} · manifest_version {}",
+            manifest.inputs_root, manifest.model_version, manifest.manifest_version
+        ),
     );
     summary(&mut page, manifest)?;
     campaigns(&mut page, manifest)?;
@@ -122,7 +128,10 @@ fn summary(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
         ("run", m.run_id.clone()),
         ("date", m.date.clone()),
         ("model version", m.model_version.clone()),
-        ("campaigns", format!("{} active, {served} served, {} withheld", m.campaigns.len(), m.campaigns.len() - served)),
+        (
+            "campaigns",
+            format!("{} active, {served} served, {} withheld", m.campaigns.len(), m.campaigns.len() - served),
+        ),
         ("spend / budget", format!("{} / {} ({})", money(spend), money(budget), percent(spend, budget))),
         ("users targeted", audience.to_string()),
         ("users scored", m.users_scored.to_string()),
@@ -135,7 +144,10 @@ fn summary(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
         ("warm-started campaigns", m.warm_started_campaigns.to_string()),
         ("previous run", m.previous_run.as_ref().map_or("none".to_string(), |p| format!("{} ({})", p.run_id, p.date))),
         ("churn vs previous run", optional(m.churn, |c| format!("{:.1}%", 100.0 * c))),
-        ("constraint violations", format!("budgets {}, caps {}, floors {}", violations.budgets, violations.caps, violations.floors)),
+        (
+            "constraint violations",
+            format!("budgets {}, caps {}, floors {}", violations.budgets, violations.caps, violations.floors),
+        ),
         ("total stage time", format!("{:.1} s", m.timings.values().sum::<f64>())),
     ]);
     // In the job's order; a stage this build does not know goes last.
@@ -156,7 +168,10 @@ fn campaigns(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
         names.dedup();
         names
             .into_iter()
-            .map(|name| Series { name: name.to_string(), points: m.campaigns.iter().filter(|c| key(c) == name).map(point).collect() })
+            .map(|name| Series {
+                name: name.to_string(),
+                points: m.campaigns.iter().filter(|c| key(c) == name).map(point).collect(),
+            })
             .collect()
     };
     let spend = scatter_log(
@@ -201,7 +216,21 @@ fn campaigns(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
     page.note("Click a column's header to sort by it. Expected events are of the campaign's objective; price is the budget's shadow price from the solver; churn is the share of this and the previous run's audience in only one of them (%).");
     page.table(
         "campaign-table",
-        &["campaign", "kind", "objective", "tier", "eligible", "audience", "spend", "budget", "spent", "expected events", "spend / event", "price", "churn %"],
+        &[
+            "campaign",
+            "kind",
+            "objective",
+            "tier",
+            "eligible",
+            "audience",
+            "spend",
+            "budget",
+            "spent",
+            "expected events",
+            "spend / event",
+            "price",
+            "churn %",
+        ],
         rows,
         true,
     );
@@ -225,7 +254,11 @@ fn withheld(page: &mut Page, campaigns: &[CampaignReport]) {
         .iter()
         .map(|c| {
             let mut row = campaign_cells(c);
-            row.extend([Cell::count(c.eligible_users), Cell::number(c.budget, money(c.budget)), Cell::text(c.withheld.clone().unwrap_or_default())]);
+            row.extend([
+                Cell::count(c.eligible_users),
+                Cell::number(c.budget, money(c.budget)),
+                Cell::text(c.withheld.clone().unwrap_or_default()),
+            ]);
             row
         })
         .collect();
@@ -251,7 +284,8 @@ fn group_rows(groups: &[Group]) -> Vec<Vec<Cell>> {
         .collect()
 }
 
-const GROUP_HEADERS: [&str; 9] = ["group", "campaigns", "served", "audience", "spend", "budget", "spent", "expected events", "spend / event"];
+const GROUP_HEADERS: [&str; 9] =
+    ["group", "campaigns", "served", "audience", "spend", "budget", "spent", "expected events", "spend / event"];
 
 fn groups(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
     page.section("market", "By channel and objective");
@@ -261,7 +295,13 @@ fn groups(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
     let names: Vec<String> = parts.iter().map(|g| g.name.clone()).collect();
     let spend: Vec<f64> = parts.iter().map(|g| g.spend).collect();
     let budget: Vec<f64> = parts.iter().map(|g| g.budget).collect();
-    let figure = bars("Spend and budget by channel / objective", "spend and budget", &names, ("spend", &spend), Some(("budget", &budget)))?;
+    let figure = bars(
+        "Spend and budget by channel / objective",
+        "spend and budget",
+        &names,
+        ("spend", &spend),
+        Some(("budget", &budget)),
+    )?;
     page.figures(vec![(figure, "Each channel and objective's spend (filled) inside its budget (outline).".into())]);
 
     page.section("tiers", "Stream campaigns by stream tier");
@@ -271,8 +311,12 @@ fn groups(page: &mut Page, m: &RunManifest) -> Result<(), ReportError> {
     let parts = &tiers[..tiers.len() - 1];
     let names: Vec<String> = parts.iter().map(|g| g.name.split(" (").next().unwrap_or_default().to_string()).collect();
     let ecps: Vec<f64> = parts.iter().map(|g| g.expected_cost_per_event().unwrap_or(0.0)).collect();
-    let figure = bars("Expected eCPS by stream tier", "spend per expected stream", &names, ("expected eCPS", &ecps), None)?;
-    page.figures(vec![(figure, "Expected cost per stream of the stream campaigns of each tier (0: no spend in that tier).".into())]);
+    let figure =
+        bars("Expected eCPS by stream tier", "spend per expected stream", &names, ("expected eCPS", &ecps), None)?;
+    page.figures(vec![(
+        figure,
+        "Expected cost per stream of the stream campaigns of each tier (0: no spend in that tier).".into(),
+    )]);
     Ok(())
 }
 
@@ -283,7 +327,13 @@ fn model_section(page: &mut Page, model: &artifact::Manifest) -> Result<(), Repo
         ("model version", model.model_version.clone()),
         ("trained on", model.training.data.clone()),
         ("base model", model.training.base_model.clone().unwrap_or_else(|| "none (trained from scratch)".into())),
-        ("train / validation / test rows", format!("{} / {} / {}", model.training.split_rows[0], model.training.split_rows[1], model.training.split_rows[2])),
+        (
+            "train / validation / test rows",
+            format!(
+                "{} / {} / {}",
+                model.training.split_rows[0], model.training.split_rows[1], model.training.split_rows[2]
+            ),
+        ),
         ("best epoch", format!("{} of {}", report.best_epoch, report.epochs.len())),
         ("validation stream AP", format!("{:.4}", report.validation_stream_ap)),
         ("training time", format!("{:.1} s", report.seconds)),
@@ -292,8 +342,12 @@ fn model_section(page: &mut Page, model: &artifact::Manifest) -> Result<(), Repo
     let overall: Vec<_> = model.validation.metrics.iter().filter(|m| m.slice == "all").collect();
     let names: Vec<String> = overall.iter().map(|m| format!("{} / {}", m.task, m.channel)).collect();
     let ap: Vec<f64> = overall.iter().map(|m| m.ap.unwrap_or(0.0)).collect();
-    let figure = bars("Average precision per task and channel", "AP on the validation days", &names, ("AP", &ap), None)?;
-    page.figures(vec![(figure, "The model's average precision per task head and channel on its validation days (from the artifact).".into())]);
+    let figure =
+        bars("Average precision per task and channel", "AP on the validation days", &names, ("AP", &ap), None)?;
+    page.figures(vec![(
+        figure,
+        "The model's average precision per task head and channel on its validation days (from the artifact).".into(),
+    )]);
     let rows = model.validation.metrics.iter().map(metric_row).collect();
     page.note("AP and ROC-AUC on the validation days, per task, channel and stream tier of the impression's podcast.");
     page.table("model-table", &METRIC_HEADERS, rows, true);

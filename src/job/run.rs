@@ -7,21 +7,21 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 
-use super::audiences::{Violations, allocation_input, members, violations, write_audiences};
-use super::commit::{Commit, DateDir, Fingerprint, MANIFEST_FILE, Marker, missing_files};
+use super::audiences::write_audiences;
+use super::commit::{Commit, missing_files};
 use super::config::{Engine, JobConfig};
-pub use super::manifest::{CampaignReport, RunManifest};
-use super::manifest::{MANIFEST_VERSION, PreviousRunReport, PriceSolutionReport, campaign_reports};
-use super::report::{REPORT_FILE, parse_manifest, render};
-use super::previous;
-use crate::allocate::{self, Options as AllocateOptions};
+use super::error::{JobError, failpoint};
+use super::layout::{DateDir, Fingerprint, MANIFEST_FILE, Marker, REPORT_FILE};
+use super::manifest::{RunManifest, RunRecord};
+use super::previous::{self, PreviousRun};
+use super::report::{parse_manifest, render};
+use crate::choose::{Choice, Violations, choose, violations};
 use crate::cluster::client::Cluster;
 use crate::contract::files::fingerprint;
 use crate::contract::validate::validate_world;
 use crate::contract::{CAMPAIGN_ID_PATTERN, Table};
-use crate::exit_code::ExitCode;
-use crate::failpoint;
-use crate::model::{Model, artifact};
+use crate::model::Model;
+use crate::model::artifact::{self, Manifest as ArtifactManifest};
 use crate::scoring::members::member_probabilities;
 use crate::scoring::{Scored, score};
 use crate::storage::Location;
@@ -34,60 +34,19 @@ pub struct RunFlags {
 
 #[derive(Debug)]
 pub enum Outcome {
-    Committed { manifest_url: String },
+    Committed {
+        manifest_url: String,
+    },
     /// The date was already committed with the same inputs and config.
-    Unchanged { manifest_url: String },
+    Unchanged {
+        manifest_url: String,
+    },
 }
 
 impl Outcome {
     pub fn manifest_url(&self) -> &str {
         match self {
             Outcome::Committed { manifest_url } | Outcome::Unchanged { manifest_url } => manifest_url,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Config(#[from] super::config::ConfigError),
-    #[error(transparent)]
-    InvalidInput(#[from] crate::contract::validate::InvalidInput),
-    #[error(transparent)]
-    Storage(#[from] crate::storage::StorageError),
-    #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
-    #[error(transparent)]
-    Score(#[from] crate::scoring::ScoreError),
-    #[error("allocation: {0}")]
-    Allocate(#[from] allocate::AllocateError),
-    #[error("campaign id {0:?} cannot name an output path (must match {CAMPAIGN_ID_PATTERN})")]
-    UnsafeCampaignId(String),
-    #[error(
-        "{date} was already committed by run {run} with different inputs or config ({what}); rerun with --overwrite to replace it"
-    )]
-    Conflict { date: String, run: String, what: String },
-    #[error("run {run} is incomplete, so it was not committed: {} missing", missing.join(", "))]
-    Incomplete { run: String, missing: Vec<String> },
-    #[error("failpoint {0} reached (AUDIENCE_FAILPOINT)")]
-    Failpoint(String),
-    #[error("the allocation breaks its constraints ({0:?}); nothing was committed (a bug: please report it)")]
-    Infeasible(Violations),
-    #[error(transparent)]
-    Report(#[from] super::report::ReportError),
-}
-
-impl JobError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            JobError::Config(_) | JobError::InvalidInput(_) | JobError::UnsafeCampaignId(_) => ExitCode::Invalid,
-            JobError::Storage(e) => e.exit_code(),
-            JobError::Model(e) => e.exit_code(),
-            JobError::Score(e) => e.exit_code(),
-            JobError::Allocate(_) | JobError::Infeasible(_) => ExitCode::Internal,
-            JobError::Report(e) => e.exit_code(),
-            JobError::Conflict { .. } => ExitCode::Conflict,
-            JobError::Failpoint(_) | JobError::Incomplete { .. } => ExitCode::Transient,
         }
     }
 }
@@ -138,10 +97,10 @@ fn differences(a: &Fingerprint, b: &Fingerprint) -> String {
     what.join(", ")
 }
 
-/// Runs the job for one date.
+/// Runs the job for one date: each stage below is one function, logs one
+/// line with its counts and seconds, and is timed in the manifest.
 pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobError> {
     let mut stages = Stages::new();
-    let inputs = &config.inputs;
     config.output.check_writable_below().await?;
     let date_dir = DateDir::new(&config.output, flags.date);
     let ours = fingerprint_of(config, flags.date).await?;
@@ -151,53 +110,81 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
     let seconds = stages.done("fingerprint");
     tracing::info!(stage = "fingerprint", seconds, "inputs fingerprinted");
 
-    let report = validate_world(inputs).await?.into_result()?;
+    validate_stage(config, &mut stages).await?;
+    let (model, model_manifest) = artifact::load(&config.model).await?;
+    let seconds = stages.done("model");
+    tracing::info!(stage = "model", version = %model_manifest.model_version, seconds, "model loaded");
+    let scored = score_stage(config, &model, &model_manifest.model_version, flags.date, &mut stages).await?;
+    let previous = previous::find(&config.output, flags.date).await?;
+    let (choice, violations) = allocate_stage(config, &scored, previous.as_ref(), &mut stages)?;
+    let probabilities = probabilities_stage(config, &model, &scored, &choice, &mut stages).await?;
+
+    let run_id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
+    let run_dir = date_dir.run(&run_id);
+    let written = write_stage(&run_dir, &scored, &choice, &probabilities, &mut stages).await;
+    let record = async {
+        written?;
+        let churn = previous::churn(previous.as_ref(), &scored, &choice.members).await?;
+        let manifest = RunManifest::new(RunRecord {
+            run_id: &run_id,
+            fingerprint: &ours,
+            config,
+            model_version: &model_manifest.model_version,
+            scored: &scored,
+            choice: &choice,
+            violations,
+            previous_run: previous.as_ref().map(PreviousRun::report),
+            churn,
+            timings: stages.timings.clone(),
+        });
+        write_manifest_and_report(&run_dir, &manifest, &model_manifest).await?;
+        Ok::<_, JobError>(manifest)
+    };
+    // Everything up to the commit is written under the run's own directory:
+    // a run that fails there removes it (a failpoint stands for a crash, after
+    // which nothing is cleaned up; the next run removes it as abandoned).
+    let manifest = match record.await {
+        Ok(manifest) => manifest,
+        Err(error) => return Err(discard(&run_dir, error).await),
+    };
+    failpoint("before-commit")?;
+    commit(&date_dir, &manifest, flags, config.abandoned_after(), &mut stages).await
+}
+
+/// Validates the input tables against the data contract.
+async fn validate_stage(config: &JobConfig, stages: &mut Stages) -> Result<(), JobError> {
+    let report = validate_world(&config.inputs).await?.into_result()?;
     let rows: BTreeMap<String, u64> = report.rows.iter().map(|(t, n)| (t.name().to_string(), *n)).collect();
     failpoint("after-validate")?;
     let seconds = stages.done("validate");
     tracing::info!(stage = "validate", ?rows, seconds, "inputs valid");
+    Ok(())
+}
 
-    let (model, model_manifest) = artifact::load(&config.model).await?;
-    let seconds = stages.done("model");
-    tracing::info!(stage = "model", version = %model_manifest.model_version, seconds, "model loaded");
-
-    let scored = score_stage(config, inputs, &model, &model_manifest.model_version, flags.date).await?;
-    failpoint("after-score")?;
-    let seconds = stages.done("score");
-    tracing::info!(
-        stage = "score",
-        campaigns = scored.campaigns.len(),
-        users = scored.users,
-        eligible_pairs = scored.pairs(),
-        candidates = scored.pools.iter().map(Vec::len).sum::<usize>(),
-        seconds,
-        "scored"
-    );
-
-    let (specs, table) = allocation_input(&scored, config.allocation.objective);
-    let previous = previous::find(&config.output, flags.date).await?;
-    let warm_start = match &previous {
+/// Chooses the audiences as [`crate::choose`] does, warm-started from the
+/// previous run's prices when configured, and checks them against every
+/// constraint: a broken one fails the run.
+fn allocate_stage(
+    config: &JobConfig,
+    scored: &Scored,
+    previous: Option<&PreviousRun>,
+    stages: &mut Stages,
+) -> Result<(Choice, Violations), JobError> {
+    let warm_start = match previous {
         Some(previous) if config.allocation.warm_start => {
             let prices = previous.prices();
-            specs.iter().map(|spec| prices.get(spec.id.as_str()).copied()).collect()
+            scored.campaigns.iter().map(|c| prices.get(c.campaign_id.as_str()).copied()).collect()
         }
         _ => Vec::new(),
     };
-    let allocate_options = AllocateOptions {
-        limits: config.limits(),
-        solver: config.allocation.solver,
-        seed: config.allocation.seed,
-        warm_start,
-        ..Default::default()
-    };
-    let allocation = allocate::allocate(&specs, table, &allocate_options)?;
-    let members = members(&scored, &allocation.chosen);
-    let violations = violations(&scored, &members, config.limits());
+    let choice = choose(scored, config.allocation.objective, &config.allocate_options(warm_start))?;
+    let violations = violations(scored, &choice.members, config.limits());
     if violations.any() {
         return Err(JobError::Infeasible(violations));
     }
     failpoint("after-allocate")?;
     let seconds = stages.done("allocate");
+    let allocation = &choice.allocation;
     tracing::info!(
         stage = "allocate",
         chosen = allocation.chosen.len(),
@@ -208,64 +195,53 @@ pub async fn run(config: &JobConfig, flags: &RunFlags) -> Result<Outcome, JobErr
         seconds,
         "allocated"
     );
+    Ok((choice, violations))
+}
 
-    let probabilities = member_probabilities(inputs, &model, &scored, &members, config.file.scoring.hour).await?;
+/// The five task probabilities of every chosen member.
+async fn probabilities_stage(
+    config: &JobConfig,
+    model: &Model,
+    scored: &Scored,
+    choice: &Choice,
+    stages: &mut Stages,
+) -> Result<Vec<Vec<[f32; 5]>>, JobError> {
+    let probabilities =
+        member_probabilities(&config.inputs, model, scored, &choice.members, config.file.scoring.hour).await?;
     let seconds = stages.done("probabilities");
-    tracing::info!(stage = "probabilities", members = members.iter().map(Vec::len).sum::<usize>(), seconds, "members' task probabilities");
+    let members = choice.members.iter().map(Vec::len).sum::<usize>();
+    tracing::info!(stage = "probabilities", members, seconds, "members' task probabilities");
+    Ok(probabilities)
+}
 
-    let run_id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
-    let run_dir = date_dir.run(&run_id);
-    // Everything up to the commit is written under the run's own directory:
-    // a run that fails there removes it (a failpoint stands for a crash, after
-    // which nothing is cleaned up; the next run removes it as abandoned).
-    let manifest = async {
-        let written = write_audiences(&run_dir, &scored, &members, &probabilities).await?;
-        let seconds = stages.done("write");
-        tracing::info!(stage = "write", run = %run_id, rows = written, seconds, "audiences written");
+/// Writes the audience files under the run's directory.
+async fn write_stage(
+    run_dir: &Location,
+    scored: &Scored,
+    choice: &Choice,
+    probabilities: &[Vec<[f32; 5]>],
+    stages: &mut Stages,
+) -> Result<(), JobError> {
+    let written = write_audiences(run_dir, scored, &choice.members, probabilities).await?;
+    let seconds = stages.done("write");
+    tracing::info!(stage = "write", run = %run_dir, rows = written, seconds, "audiences written");
+    Ok(())
+}
 
-        let (campaigns, churn) =
-            campaign_reports(&scored, &allocation, &members, config.allocation.privacy_floor, previous.as_ref()).await?;
-        let recorded = config.file.redacted();
-        let manifest = RunManifest {
-            manifest_version: MANIFEST_VERSION,
-            run_id: run_id.clone(),
-            date: ours.date.clone(),
-            fingerprint: ours.clone(),
-            inputs_root: inputs.url().to_string(),
-            model_uri: recorded.model.uri.clone(),
-            model_version: model_manifest.model_version.clone(),
-            config: recorded,
-            users_scored: scored.users,
-            eligible_pairs: scored.pairs(),
-            campaigns,
-            solver: format!("{:?}", config.allocation.solver).to_lowercase(),
-            solver_value: allocation.primal,
-            dual_bound: allocation.dual_bound,
-            gap: allocation.gap,
-            solver_iterations: allocation.iterations,
-            warm_started_campaigns: allocation.warm_started,
-            previous_run: previous.as_ref().map(|p| PreviousRunReport { date: p.date.to_string(), run_id: p.run_id.clone() }),
-            churn,
-            price_solution: allocation.price_solution.as_ref().map(|s| PriceSolutionReport::new(s, &scored)),
-            violations,
-            timings: stages.timings.clone(),
-        };
-        let manifest_location = run_dir.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        // Drawn from the manifest as written (numbers as read back from its JSON),
-        // so that `audience report` draws the same page from the file later.
-        let report = render(&parse_manifest(manifest_location.url(), &json)?, &model_manifest)?;
-        manifest_location.write(json).await?;
-        run_dir.join(REPORT_FILE).write(report).await?;
-        Ok::<_, JobError>(manifest)
-    }
-    .await;
-    let manifest = match manifest {
-        Ok(manifest) => manifest,
-        Err(error) => return Err(discard(&run_dir, error).await),
-    };
-    failpoint("before-commit")?;
-    commit(&date_dir, &manifest, flags, config.abandoned_after(), &mut stages).await
+/// Writes the manifest and the report drawn from it. The report is drawn
+/// from the manifest as written (numbers as read back from its JSON), so that
+/// `audience report` draws the same page from the file later.
+async fn write_manifest_and_report(
+    run_dir: &Location,
+    manifest: &RunManifest,
+    model: &ArtifactManifest,
+) -> Result<(), JobError> {
+    let manifest_location = run_dir.join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
+    let report = render(&parse_manifest(manifest_location.url(), &json)?, model)?;
+    manifest_location.write(json).await?;
+    run_dir.join(REPORT_FILE).write(report).await?;
+    Ok(())
 }
 
 /// Removes the directory of a run that failed before its commit, and returns
@@ -288,12 +264,6 @@ async fn discard(run_dir: &Location, error: JobError) -> JobError {
     error
 }
 
-/// Fails at the failpoint `name` if it is armed (and dies there if
-/// `kill@name` is).
-pub(super) fn failpoint(name: &str) -> Result<(), JobError> {
-    if failpoint::reached(name) { Err(JobError::Failpoint(name.to_string())) } else { Ok(()) }
-}
-
 /// `Some` when the date is already committed with the same fingerprint (and no
 /// overwrite was asked): nothing to do. A different committed fingerprint is a
 /// conflict unless `overwrite`.
@@ -311,15 +281,25 @@ async fn already_committed(
         return Ok(Some(Outcome::Unchanged { manifest_url }));
     }
     if !overwrite {
-        return Err(JobError::Conflict { date: ours.date.clone(), run: marker.run_id.clone(), what: differences(&marker.fingerprint, ours) });
+        return Err(JobError::Conflict {
+            date: ours.date.clone(),
+            run: marker.run_id.clone(),
+            what: differences(&marker.fingerprint, ours),
+        });
     }
     Ok(None)
 }
 
 /// Eligibility and scoring on the configured engine; campaign ids checked
 /// before any of them names an output path.
-async fn score_stage(config: &JobConfig, inputs: &Location, model: &Model, model_version: &str, date: NaiveDate) -> Result<Scored, JobError> {
-    let options = config.score_options(date);
+async fn score_stage(
+    config: &JobConfig,
+    model: &Model,
+    model_version: &str,
+    date: NaiveDate,
+    stages: &mut Stages,
+) -> Result<Scored, JobError> {
+    let (inputs, options) = (&config.inputs, config.score_options(date));
     let scored = match &config.engine {
         Engine::Local { .. } => score(inputs, model, &options).await?,
         Engine::Ballista { scheduler, .. } => {
@@ -337,6 +317,17 @@ async fn score_stage(config: &JobConfig, inputs: &Location, model: &Model, model
     if let Some(bad) = scored.campaigns.iter().find(|c| !id_pattern.is_match(&c.campaign_id)) {
         return Err(JobError::UnsafeCampaignId(bad.campaign_id.clone()));
     }
+    failpoint("after-score")?;
+    let seconds = stages.done("score");
+    tracing::info!(
+        stage = "score",
+        campaigns = scored.campaigns.len(),
+        users = scored.users,
+        eligible_pairs = scored.pairs(),
+        candidates = scored.pools.iter().map(Vec::len).sum::<usize>(),
+        seconds,
+        "scored"
+    );
     Ok(scored)
 }
 
@@ -357,7 +348,11 @@ async fn commit(
     if !missing.is_empty() {
         return Err(JobError::Incomplete { run: run_id.to_string(), missing });
     }
-    let marker = Marker { run_id: run_id.to_string(), manifest: format!("run={run_id}/{MANIFEST_FILE}"), fingerprint: ours.clone() };
+    let marker = Marker {
+        run_id: run_id.to_string(),
+        manifest: format!("run={run_id}/{MANIFEST_FILE}"),
+        fingerprint: ours.clone(),
+    };
     let superseded = if flags.overwrite { date_dir.committed().await?.map(|m| m.run_id) } else { None };
     match date_dir.commit(&marker, flags.overwrite).await? {
         Commit::Committed => {
@@ -374,7 +369,11 @@ async fn commit(
                 tracing::info!(stage = "commit", run = %winner.run_id, "another run committed the same result first");
                 Ok(Outcome::Unchanged { manifest_url })
             } else {
-                Err(JobError::Conflict { what: differences(&winner.fingerprint, ours), date: ours.date.clone(), run: winner.run_id.clone() })
+                Err(JobError::Conflict {
+                    what: differences(&winner.fingerprint, ours),
+                    date: ours.date.clone(),
+                    run: winner.run_id.clone(),
+                })
             }
         }
     }

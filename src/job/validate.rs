@@ -4,7 +4,7 @@
 //! `audience run`.
 
 use super::config::JobConfig;
-use super::run::JobError;
+use super::error::JobError;
 use crate::contract::validate::{Report, validate_world};
 use crate::model::artifact;
 

@@ -119,14 +119,22 @@ fn check_sizes(manifest: &Manifest, weights_len: usize) -> Result<(), String> {
         for c in &side.categorical {
             let field = format!("features.{side_name}.categorical[{:?}]", c.name);
             if c.buckets < 1 || c.dim < 1 || c.slots < 1 {
-                return Err(format!("{MANIFEST_FILE}: {field} has buckets {}, dim {}, slots {} (each must be at least 1)", c.buckets, c.dim, c.slots));
+                return Err(format!(
+                    "{MANIFEST_FILE}: {field} has buckets {}, dim {}, slots {} (each must be at least 1)",
+                    c.buckets, c.dim, c.slots
+                ));
             }
             needs.push((format!("{field}.buckets"), c.buckets.checked_add(1).and_then(|rows| rows.checked_mul(c.dim))));
         }
         let inputs = side.categorical.iter().try_fold(side.dense.len() as i64, |sum, c| sum.checked_add(c.dim));
-        needs.push((format!("architecture.encoder[0] (from features.{side_name})"), inputs.and_then(|n| n.checked_mul(width))));
+        needs.push((
+            format!("architecture.encoder[0] (from features.{side_name})"),
+            inputs.and_then(|n| n.checked_mul(width)),
+        ));
     }
-    for (field, size) in [("architecture.encoder[0]", width), ("architecture.encoder[1]", hidden), ("architecture.tower", tower)] {
+    for (field, size) in
+        [("architecture.encoder[0]", width), ("architecture.encoder[1]", hidden), ("architecture.tower", tower)]
+    {
         if size < 1 {
             return Err(format!("{MANIFEST_FILE}: {field} is {size} (must be at least 1)"));
         }

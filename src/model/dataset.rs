@@ -10,8 +10,8 @@ use super::features::{FeatureSpec, Rows, encode_campaigns, encode_users, pair_fe
 use super::network::Inputs;
 use crate::contract::files::fingerprint;
 use crate::contract::{Table, stream_tier};
-use crate::storage::Location;
 use crate::exit_code::ExitCode;
+use crate::storage::Location;
 
 /// Label columns, in this order: `streamed`, `clicked`, `liked`, `followed`.
 pub const LABELS: [&str; 4] = ["streamed", "clicked", "liked", "followed"];

@@ -87,7 +87,11 @@ pub fn diagnose(predictions: &[f32], data: &Dataset, rows: &[i64]) -> Diagnostic
         for &channel in channels {
             let (scores, labels) = slice(predictions, data, rows, head, label, |i| channel_of(data, i) == channel);
             let (task, channel) = (TASKS[head].to_string(), channel.as_str().to_string());
-            curves.push(Curve { task: task.clone(), channel: channel.clone(), points: precision_recall(&scores, &labels) });
+            curves.push(Curve {
+                task: task.clone(),
+                channel: channel.clone(),
+                points: precision_recall(&scores, &labels),
+            });
             calibrations.push(Calibration { task, channel, bins: calibration(&scores, &labels) });
         }
     }

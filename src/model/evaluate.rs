@@ -26,7 +26,12 @@ pub fn predict(network: &Network, inputs: &Inputs, rows: &[i64]) -> Vec<f32> {
 /// As [`predict`], with the layers after the first in `precision` through the
 /// scoring kernel ([`super::fused`]); the first layer in fp32, as scoring
 /// computes it.
-pub fn predict_in(network: &Network, inputs: &Inputs, rows: &[i64], precision: Precision) -> Result<Vec<f32>, PrecisionError> {
+pub fn predict_in(
+    network: &Network,
+    inputs: &Inputs,
+    rows: &[i64],
+    precision: Precision,
+) -> Result<Vec<f32>, PrecisionError> {
     let factorised = network.factorised();
     let mut kernel = Kernel::new(&factorised.layers(), precision)?;
     let mut out = Vec::with_capacity(rows.len() * TASKS.len());
@@ -135,7 +140,13 @@ pub fn evaluate_predictions(predictions: &[f32], data: &Dataset, rows: &[i64]) -
         }
         let keep = |i: usize| channel_of(data, i) == channel && (data.tier[i] as usize) < less_streamed_tiers;
         let (scores, labels) = slice(predictions, data, rows, head, 0, keep);
-        metrics.push(metric(TASKS[head], channel, format!("less-streamed (< {LESS_STREAMED_BELOW})"), &scores, &labels));
+        metrics.push(metric(
+            TASKS[head],
+            channel,
+            format!("less-streamed (< {LESS_STREAMED_BELOW})"),
+            &scores,
+            &labels,
+        ));
     }
     Evaluation { test_examples: rows.len(), metrics }
 }

@@ -55,7 +55,12 @@ pub struct AblationResult {
     pub aps: Vec<Vec<[f64; 2]>>,
 }
 
-pub fn ablation(data: &Dataset, split: &Split, base: &TrainOptions, seeds: &[u64]) -> Result<AblationResult, ModelError> {
+pub fn ablation(
+    data: &Dataset,
+    split: &Split,
+    base: &TrainOptions,
+    seeds: &[u64],
+) -> Result<AblationResult, ModelError> {
     let recipes = ablation_recipes();
     let mut aps = vec![Vec::new(); recipes.len()];
     for &seed in seeds {
@@ -95,10 +100,8 @@ impl AblationResult {
                 let (mean, spread) = mean_and_spread(&absolute);
                 cells.push(format!("{mean:.4} ± {spread:.4}"));
             }
-            out += &format!(
-                "{:<34} {:>18} {:>18} {:>16} {:>16}\n",
-                recipe.name, cells[0], cells[1], cells[2], cells[3]
-            );
+            out +=
+                &format!("{:<34} {:>18} {:>18} {:>16} {:>16}\n", recipe.name, cells[0], cells[1], cells[2], cells[3]);
         }
         out += &format!("seeds: {:?}; spread is the standard deviation over seeds\n", self.seeds);
         out
@@ -153,7 +156,8 @@ pub fn cold_start(
         for (slot, scale) in [(0, 0.0), (1, 0.1)] {
             let start = pretrained.copy()?;
             start.network.reset_tower(1);
-            let (tuned, _) = train(data, split, &TrainOptions { encoder_lr_scale: scale, ..options.clone() }, Some(&start))?;
+            let (tuned, _) =
+                train(data, split, &TrainOptions { encoder_lr_scale: scale, ..options.clone() }, Some(&start))?;
             results[slot] = ap(&tuned);
         }
         tracing::info!(budget, scratch = ap(&scratch), frozen = results[0], slow = results[1], "cold start");
@@ -164,10 +168,7 @@ pub fn cold_start(
 
 /// The cold-start table.
 pub fn cold_start_table(zero_shot: f64, rows: &[ColdStartRow]) -> String {
-    let mut out = format!(
-        "ads test AP of the {} head; zero-shot (promotions model as is): {zero_shot:.4}\n",
-        TASKS[1]
-    );
+    let mut out = format!("ads test AP of the {} head; zero-shot (promotions model as is): {zero_shot:.4}\n", TASKS[1]);
     out += &format!("{:>10} {:>10} {:>16} {:>16}\n", "labels", "scratch", "frozen encoder", "slow encoder");
     for row in rows {
         out += &format!(

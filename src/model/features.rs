@@ -98,7 +98,12 @@ impl Default for FeatureSpec {
             version: FEATURE_VERSION,
             genres: GENRES.iter().map(|g| g.to_string()).collect(),
             user: Side {
-                categorical: vec![cat("country", 64, 8), cat("age_bucket", 16, 4), cat("platform", 16, 4), cat("language", 64, 8)],
+                categorical: vec![
+                    cat("country", 64, 8),
+                    cat("age_bucket", 16, 4),
+                    cat("platform", 16, 4),
+                    cat("language", 64, 8),
+                ],
                 dense: user_dense,
             },
             campaign: Side {
@@ -116,7 +121,10 @@ impl Default for FeatureSpec {
             },
             pair: Side {
                 categorical: vec![],
-                dense: ["affinity_for_podcast_genre", "language_match", "hour_sin", "hour_cos"].into_iter().map(dense).collect(),
+                dense: ["affinity_for_podcast_genre", "language_match", "hour_sin", "hour_cos"]
+                    .into_iter()
+                    .map(dense)
+                    .collect(),
             },
         }
     }
@@ -156,9 +164,11 @@ impl FeatureSpec {
                 ours.genres.len()
             )));
         }
-        for (part, theirs, ours) in
-            [("user", &self.user, &ours.user), ("campaign", &self.campaign, &ours.campaign), ("pair", &self.pair, &ours.pair)]
-        {
+        for (part, theirs, ours) in [
+            ("user", &self.user, &ours.user),
+            ("campaign", &self.campaign, &ours.campaign),
+            ("pair", &self.pair, &ours.pair),
+        ] {
             if theirs.names() != ours.names() {
                 return Err(FeatureError::Incompatible(format!(
                     "{part} features {:?}, this build reads {:?}",
@@ -167,10 +177,16 @@ impl FeatureSpec {
                 )));
             }
             if let Some(bad) = theirs.categorical.iter().find(|c| c.buckets < 1 || c.dim < 1 || c.slots < 1) {
-                return Err(FeatureError::Incompatible(format!("categorical feature {:?} has an empty size", bad.name)));
+                return Err(FeatureError::Incompatible(format!(
+                    "categorical feature {:?} has an empty size",
+                    bad.name
+                )));
             }
-            if let Some(bad) = theirs.dense.iter().find(|d| !d.mean.is_finite() || !(d.std > 0.0)) {
-                return Err(FeatureError::Incompatible(format!("dense feature {:?} has invalid normalisation", bad.name)));
+            if let Some(bad) = theirs.dense.iter().find(|d| !d.mean.is_finite() || d.std.is_nan() || d.std <= 0.0) {
+                return Err(FeatureError::Incompatible(format!(
+                    "dense feature {:?} has invalid normalisation",
+                    bad.name
+                )));
             }
         }
         Ok(())
@@ -256,10 +272,10 @@ impl<'a> Columns<'a> {
 
     /// Column `name` cast to `to`; missing, uncastable or null values are errors.
     pub(crate) fn get(&self, name: &str, to: &DataType) -> Result<Arc<dyn Array>, FeatureError> {
-        let column = self.batch.column_by_name(name).ok_or_else(|| FeatureError::MissingColumn {
-            table: self.table.to_string(),
-            column: name.to_string(),
-        })?;
+        let column = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| FeatureError::MissingColumn { table: self.table.to_string(), column: name.to_string() })?;
         let column = cast(column, to).map_err(|_| FeatureError::WrongType {
             table: self.table.to_string(),
             column: name.to_string(),
@@ -275,11 +291,7 @@ impl<'a> Columns<'a> {
     /// String values hashed with the feature name, as bucket indices.
     fn buckets(&self, column: &str, feature: &Categorical) -> Result<Vec<i64>, FeatureError> {
         let array = self.get(column, &DataType::Utf8)?;
-        Ok(array
-            .as_string::<i32>()
-            .iter()
-            .map(|v| bucket(feature, v.unwrap_or_default().as_bytes()))
-            .collect())
+        Ok(array.as_string::<i32>().iter().map(|v| bucket(feature, v.unwrap_or_default().as_bytes())).collect())
     }
 
     fn strings(&self, column: &str) -> Result<Vec<String>, FeatureError> {
@@ -338,7 +350,12 @@ pub fn encode_users(spec: &FeatureSpec, table: &str, batch: &RecordBatch) -> Res
         let offsets = affinity.value_offsets();
         let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
         if end - start != genres {
-            return Err(FeatureError::GenreCount { table: table.to_string(), row, actual: end - start, expected: genres });
+            return Err(FeatureError::GenreCount {
+                table: table.to_string(),
+                row,
+                actual: end - start,
+                expected: genres,
+            });
         }
         out.rows.dense.extend_from_slice(&values.values()[start..end]);
     }
@@ -393,7 +410,9 @@ pub fn encode_campaigns(spec: &FeatureSpec, table: &str, batch: &RecordBatch) ->
                 topics_feature.buckets
             });
         }
-        out.rows.dense.extend([(streams[row] as f32).ln_1p() / std::f32::consts::LN_10, original.value(row) as u8 as f32]);
+        out.rows
+            .dense
+            .extend([(streams[row] as f32).ln_1p() / std::f32::consts::LN_10, original.value(row) as u8 as f32]);
         let genre = spec.genres.iter().position(|g| *g == genre_names[row]).ok_or_else(|| FeatureError::WrongType {
             table: table.to_string(),
             column: "genre".to_string(),

@@ -22,9 +22,9 @@ pub mod workflow;
 use tch::nn::VarStore;
 use tch::{Device, TchError};
 
+use crate::exit_code::ExitCode;
 use features::{FeatureError, FeatureSpec};
 use network::{Architecture, Network};
-use crate::exit_code::ExitCode;
 
 /// A network with its variables and the feature spec it reads.
 pub struct Model {

@@ -109,7 +109,11 @@ impl Part {
             let slots = *slots as i64;
             let ids = cat.narrow(1, offset, slots);
             let vectors = Tensor::embedding(table, &ids, table.size()[0] - 1, false, false);
-            pieces.push(if slots == 1 { vectors.squeeze_dim(1) } else { vectors.sum_dim_intlist(1, false, Kind::Float) });
+            pieces.push(if slots == 1 {
+                vectors.squeeze_dim(1)
+            } else {
+                vectors.sum_dim_intlist(1, false, Kind::Float)
+            });
             offset += slots;
         }
         pieces.push(self.normalise(dense));
@@ -233,7 +237,8 @@ impl Network {
             let shift = beta - &self.norm.running_mean * &scale;
             let fold = |linear: &nn::Linear| &linear.ws * scale.unsqueeze(1);
             let linear = |l: &nn::Linear| (l.ws.shallow_clone(), l.bs.as_ref().map(Tensor::shallow_clone));
-            let shallow = |l: &nn::Linear| nn::Linear { ws: l.ws.shallow_clone(), bs: l.bs.as_ref().map(Tensor::shallow_clone) };
+            let shallow =
+                |l: &nn::Linear| nn::Linear { ws: l.ws.shallow_clone(), bs: l.bs.as_ref().map(Tensor::shallow_clone) };
             Factorised {
                 user: self.user.shallow_clone(),
                 campaign: self.campaign.shallow_clone(),

@@ -17,9 +17,9 @@
 
 use tch::{CModule, IValue, Tensor};
 
+use super::ModelError;
 use super::features::FeatureSpec;
 use super::network::{Inputs, TASKS};
-use super::ModelError;
 use crate::storage::Location;
 
 pub const MODULE_FILE: &str = "model.pt";

@@ -40,7 +40,12 @@ pub struct Recipe {
 impl Recipe {
     /// The production model: both sources, all five heads.
     pub fn joint() -> Recipe {
-        Recipe { name: "promotions + ads, 5-task".into(), promotions: true, ads: true, heads: (0..TASKS.len()).collect() }
+        Recipe {
+            name: "promotions + ads, 5-task".into(),
+            promotions: true,
+            ads: true,
+            heads: (0..TASKS.len()).collect(),
+        }
     }
 
     fn trains(&self, task: usize, is_ad: bool) -> bool {
@@ -165,7 +170,10 @@ pub fn train(
         train_seconds += started.elapsed().as_secs_f64();
         let loss = loss_sum / batches_per_epoch as f64;
         let validation = validation_stream_ap(&model, data, &split.validation, recipe);
-        progress.message(format!("loss {loss:.4} val AP {validation:.4} {:.0} ex/s", trained_examples as f64 / train_seconds));
+        progress.message(format!(
+            "loss {loss:.4} val AP {validation:.4} {:.0} ex/s",
+            trained_examples as f64 / train_seconds
+        ));
         tracing::info!(epoch, loss, validation_stream_ap = validation, "epoch");
         report.epochs.push(EpochReport { epoch, loss, validation_stream_ap: validation });
         if validation > report.validation_stream_ap {
@@ -188,7 +196,12 @@ pub fn train(
 
 /// The training rows the recipe uses, cut to the label budget (a random
 /// subset, in row order) when one is set.
-fn training_rows(data: &Dataset, split: &Split, options: &TrainOptions, rng: &mut ChaCha8Rng) -> Result<Vec<i64>, ModelError> {
+fn training_rows(
+    data: &Dataset,
+    split: &Split,
+    options: &TrainOptions,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<i64>, ModelError> {
     let recipe = &options.recipe;
     let mut rows: Vec<i64> = split.train.iter().copied().filter(|&i| recipe.uses(data.is_ad[i as usize])).collect();
     if let Some(budget) = options.label_budget.filter(|&b| b < rows.len()) {
@@ -230,7 +243,8 @@ fn targets_and_mask(data: &Dataset, recipe: &Recipe) -> (Tensor, Tensor) {
 /// Sum over tasks of the masked mean binary cross-entropy (task weights 1).
 fn masked_bce(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
     let loss = logits.binary_cross_entropy_with_logits::<Tensor>(targets, None, None, Reduction::None);
-    let per_task = (loss * mask).sum_dim_intlist(0, false, Kind::Float) / mask.sum_dim_intlist(0, false, Kind::Float).clamp_min(1.0);
+    let per_task = (loss * mask).sum_dim_intlist(0, false, Kind::Float)
+        / mask.sum_dim_intlist(0, false, Kind::Float).clamp_min(1.0);
     per_task.sum(Kind::Float)
 }
 
@@ -255,7 +269,9 @@ struct BalancedSampler {
 
 impl BalancedSampler {
     fn new(promotions: Vec<i64>, ads: Vec<i64>) -> BalancedSampler {
-        BalancedSampler { sources: [promotions, ads].into_iter().filter(|s| !s.is_empty()).map(|s| (s, usize::MAX)).collect() }
+        BalancedSampler {
+            sources: [promotions, ads].into_iter().filter(|s| !s.is_empty()).map(|s| (s, usize::MAX)).collect(),
+        }
     }
 
     fn next(&mut self, batch_size: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
@@ -284,8 +300,8 @@ mod tests {
         let joint = Recipe::joint();
         assert!(!joint.trains(0, true), "promo_stream on an ad impression");
         assert!(joint.trains(0, false));
-        for task in 1..TASKS.len() {
-            assert!(joint.trains(task, true) && joint.trains(task, false), "{}", TASKS[task]);
+        for (task, name) in TASKS.iter().enumerate().skip(1) {
+            assert!(joint.trains(task, true) && joint.trains(task, false), "{name}");
         }
     }
 

@@ -7,12 +7,16 @@ use super::diagnostics::{Diagnostics, diagnose};
 use super::evaluate::{Evaluation, evaluate, evaluate_predictions, predict, predict_in};
 use super::fused::Precision;
 use super::train::{Recipe, TrainOptions, train};
-use crate::contract::Task;
 use super::{Model, ModelError};
+use crate::contract::Task;
 use crate::storage::Location;
 
 /// Loads the world at `data` and splits it as `options` say.
-pub async fn load_split(data: &Location, model: Option<&Model>, options: &TrainOptions) -> Result<(Dataset, Split), ModelError> {
+pub async fn load_split(
+    data: &Location,
+    model: Option<&Model>,
+    options: &TrainOptions,
+) -> Result<(Dataset, Split), ModelError> {
     let spec = model.map_or_else(Default::default, |m| m.spec.clone());
     let dataset = Dataset::load(data, &spec).await?;
     let split = dataset.split(options.validation_days, options.test_days)?;
@@ -58,7 +62,10 @@ pub async fn train_and_save(
 /// Evaluates the model at `model` on the test days of the world at `data`
 /// (split as the model was trained).
 /// Also returns the curves and calibration the model report draws.
-pub async fn evaluate_saved(data: &Location, model: &Location) -> Result<(Manifest, Evaluation, Diagnostics), ModelError> {
+pub async fn evaluate_saved(
+    data: &Location,
+    model: &Location,
+) -> Result<(Manifest, Evaluation, Diagnostics), ModelError> {
     let (model, manifest) = artifact::load(model).await?;
     let (dataset, split) = load_split(data, Some(&model), &manifest.training.report.options).await?;
     let predictions = predict(&model.network, &dataset.inputs, &split.test);
@@ -68,7 +75,11 @@ pub async fn evaluate_saved(data: &Location, model: &Location) -> Result<(Manife
 
 /// The saved model's evaluation on the test days with its layers after the
 /// first in `precision` (the scoring kernel's arithmetic).
-pub async fn evaluate_saved_in(data: &Location, model: &Location, precision: Precision) -> Result<Evaluation, ModelError> {
+pub async fn evaluate_saved_in(
+    data: &Location,
+    model: &Location,
+    precision: Precision,
+) -> Result<Evaluation, ModelError> {
     let (model, manifest) = artifact::load(model).await?;
     let (dataset, split) = load_split(data, Some(&model), &manifest.training.report.options).await?;
     let predictions = predict_in(&model.network, &dataset.inputs, &split.test, precision)?;
@@ -129,8 +140,11 @@ pub async fn finetune(
     finetune: &Finetune,
     training: &TrainOptions,
 ) -> Result<(Manifest, String), ModelError> {
-    if !(finetune.encoder_lr_scale >= 0.0) {
-        return Err(ModelError::Invalid(format!("encoder learning-rate scale {} must be ≥ 0", finetune.encoder_lr_scale)));
+    if finetune.encoder_lr_scale.is_nan() || finetune.encoder_lr_scale < 0.0 {
+        return Err(ModelError::Invalid(format!(
+            "encoder learning-rate scale {} must be ≥ 0",
+            finetune.encoder_lr_scale
+        )));
     }
     let (base, base_manifest) = artifact::load(model).await?;
     let head = finetune.task.head();

@@ -94,7 +94,13 @@ fn frame<'a, 'b>(root: &'a Area<'b>, title: &str, y_labels: u32) -> ChartBuilder
 
 /// Positive points on log-log axes sharing one range, with the line y = x
 /// named `diagonal` when given (e.g. "spend = budget").
-pub fn scatter_log(title: &str, x_desc: &str, y_desc: &str, series: &[Series], diagonal: Option<&str>) -> Result<String, ChartError> {
+pub fn scatter_log(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    diagonal: Option<&str>,
+) -> Result<String, ChartError> {
     let positive: Vec<Vec<(f64, f64)>> =
         series.iter().map(|s| s.points.iter().copied().filter(|&(x, y)| x > 0.0 && y > 0.0).collect()).collect();
     let values = positive.iter().flatten().flat_map(|&(x, y)| [x, y]);
@@ -125,7 +131,12 @@ pub fn scatter_log(title: &str, x_desc: &str, y_desc: &str, series: &[Series], d
                 .label(series.name.as_str())
                 .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.85)).border_style(GREY).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(GREY)
+            .draw()?;
         Ok(())
     })
 }
@@ -168,7 +179,8 @@ pub fn bars(
         if let Some((name, outline)) = outline {
             chart
                 .draw_series(outline.iter().enumerate().map(|(i, &v)| {
-                    let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(row(i))), (v, end(row(i)))], GREY.stroke_width(2));
+                    let mut bar =
+                        Rectangle::new([(0.0, SegmentValue::Exact(row(i))), (v, end(row(i)))], GREY.stroke_width(2));
                     bar.set_margin(3, 3, 0, 0);
                     bar
                 }))?
@@ -184,7 +196,12 @@ pub fn bars(
         // A legend only tells filled from outline; one series needs none.
         if outline.is_some() {
             filled.label(value_name).legend(move |(x, y)| Rectangle::new([(x - 6, y - 5), (x + 6, y + 5)], c.filled()));
-            chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.85)).border_style(GREY).draw()?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(GREY)
+                .draw()?;
         }
         Ok(())
     })
@@ -251,12 +268,20 @@ mod tests {
         assert!(scatter.starts_with("<svg") && scatter.contains("promotion") && scatter.contains("spend = budget"));
         assert_eq!(scatter.matches("<circle").count(), 2 + 1, "two positive points and one legend marker");
         let categories = vec!["a".to_string(), "b".to_string()];
-        let bar_chart = bars("by group", "money", &categories, ("spend", &[1.0, 2.0]), Some(("budget", &[2.0, 2.0]))).unwrap();
+        let bar_chart =
+            bars("by group", "money", &categories, ("spend", &[1.0, 2.0]), Some(("budget", &[2.0, 2.0]))).unwrap();
         // plotters puts a text element's content on a line of its own.
         for text in ["a", "b", "budget", "spend"] {
             assert!(bar_chart.contains(&format!("\n{text}\n</text>")), "{text} missing: {bar_chart}");
         }
-        let line = lines("pr", ("recall", 0.0..1.0), ("precision", 0.0..1.0), &series, (Some("perfect"), true, Legend::UpperRight)).unwrap();
+        let line = lines(
+            "pr",
+            ("recall", 0.0..1.0),
+            ("precision", 0.0..1.0),
+            &series,
+            (Some("perfect"), true, Legend::UpperRight),
+        )
+        .unwrap();
         assert!(line.contains("<polyline") && line.contains("perfect"));
         // Empty input still draws a chart (an empty run has no campaigns).
         assert!(scatter_log("empty", "x", "y", &[], None).unwrap().starts_with("<svg"));

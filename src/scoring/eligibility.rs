@@ -20,8 +20,8 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
-pub use crate::contract::Objective;
 use crate::contract::Channel;
+pub use crate::contract::Objective;
 
 /// Targeting lists; `None` or empty means everyone.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,12 +91,16 @@ pub async fn active_campaigns(
     Ok((campaigns, kept))
 }
 
+/// The campaigns of one batch, active on `date` (others `None`). Long: one
+/// typed column reader per contract column, then one loop that builds each
+/// campaign from them, read best as one piece.
 fn parse_campaigns(batch: &RecordBatch, date: NaiveDate) -> Result<Vec<Option<ActiveCampaign>>, DataFusionError> {
     let get = |name: &str, to: &DataType| -> Result<Option<Arc<dyn Array>>, DataFusionError> {
         batch.column_by_name(name).map(|c| cast(c, to).map_err(DataFusionError::from)).transpose()
     };
     let utf8 = |name: &str| -> Result<Vec<String>, DataFusionError> {
-        let array = get(name, &DataType::Utf8)?.ok_or_else(|| DataFusionError::Plan(format!("campaigns: no column {name}")))?;
+        let array =
+            get(name, &DataType::Utf8)?.ok_or_else(|| DataFusionError::Plan(format!("campaigns: no column {name}")))?;
         Ok(array.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect())
     };
     let f64s = |name: &str| -> Result<Option<Vec<Option<f64>>>, DataFusionError> {
@@ -126,18 +130,24 @@ fn parse_campaigns(batch: &RecordBatch, date: NaiveDate) -> Result<Vec<Option<Ac
     let kinds = utf8("kind")?;
     let objectives = utf8("objective")?;
     let podcast = i64s("podcast_id")?.ok_or_else(|| DataFusionError::Plan("campaigns: no column podcast_id".into()))?;
-    let streams = i64s("streams_30d")?.ok_or_else(|| DataFusionError::Plan("podcasts: no column streams_30d".into()))?;
+    let streams =
+        i64s("streams_30d")?.ok_or_else(|| DataFusionError::Plan("podcasts: no column streams_30d".into()))?;
     let budget = required(f64s("budget")?, "budget")?;
     let total = f64s("total_budget")?;
     let spent = f64s("spent_to_date")?;
     let cpm = required(f64s("cpm")?, "cpm")?;
-    let per_user = i64s("impressions_per_user")?.ok_or_else(|| DataFusionError::Plan("campaigns: no column impressions_per_user".into()))?;
+    let per_user = i64s("impressions_per_user")?
+        .ok_or_else(|| DataFusionError::Plan("campaigns: no column impressions_per_user".into()))?;
     let priority = f64s("priority")?;
     let min_audience = i64s("min_audience")?;
     let end = cast(batch.column_by_name("end_date").expect("selected"), &DataType::Date32)?;
     let end = end.as_primitive::<Date32Type>();
-    let (countries, ages, platforms, languages) =
-        (lists("target_countries")?, lists("target_age_buckets")?, lists("target_platforms")?, lists("target_languages")?);
+    let (countries, ages, platforms, languages) = (
+        lists("target_countries")?,
+        lists("target_age_buckets")?,
+        lists("target_platforms")?,
+        lists("target_languages")?,
+    );
     let today = (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
     Ok((0..batch.num_rows())
         .map(|row| {

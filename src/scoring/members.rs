@@ -107,7 +107,8 @@ pub async fn member_probabilities(
             campaign_dense: campaign_dense.index_select(0, &campaign_index),
             pair: Tensor::from_slice(&pair).view([chunk.len() as i64, -1]),
         };
-        let out = Vec::<f32>::try_from(model.network.predict(&inputs).contiguous().view([-1])).map_err(ScoreError::Torch)?;
+        let out =
+            Vec::<f32>::try_from(model.network.predict(&inputs).contiguous().view([-1])).map_err(ScoreError::Torch)?;
         probabilities.extend(out.chunks_exact(TASKS.len()).map(|p| <[f32; 5]>::try_from(p).expect("five heads")));
     }
     let mut rest = probabilities.into_iter();

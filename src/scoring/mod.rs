@@ -6,7 +6,6 @@
 //! merged into one candidate table. After allocation, [`members`] computes
 //! the five task probabilities of the audiences' members.
 
-pub mod bench;
 pub mod eligibility;
 pub mod members;
 pub mod pool;
@@ -24,8 +23,9 @@ use datafusion::prelude::{SessionConfig, SessionContext, col};
 use futures::StreamExt;
 
 use crate::contract::Table;
-use crate::model::features::encode_campaigns;
+use crate::exit_code::ExitCode;
 use crate::model::features::CampaignRows;
+use crate::model::features::encode_campaigns;
 use crate::model::fused::Precision;
 use crate::model::{Model, ModelError};
 use crate::progress::Progress;
@@ -34,7 +34,6 @@ use eligibility::{ActiveCampaign, Eligibility, active_campaigns, follows_of};
 use pool::{Candidate, Pool};
 pub use scorer::ModelParts;
 use scorer::{PartitionResult, PartitionScorer, Prepared, ScoreBatchError};
-use crate::exit_code::ExitCode;
 
 #[derive(Debug, Clone)]
 pub struct ScoreOptions {
@@ -57,7 +56,16 @@ pub struct ScoreOptions {
 
 impl ScoreOptions {
     pub fn new(date: NaiveDate) -> ScoreOptions {
-        ScoreOptions { date, slack: 2.0, partitions: 0, batch_rows: 16_384, hour: 20, eligibility_only: false, user_limit: None, precision: Precision::Fp32 }
+        ScoreOptions {
+            date,
+            slack: 2.0,
+            partitions: 0,
+            batch_rows: 16_384,
+            hour: 20,
+            eligibility_only: false,
+            user_limit: None,
+            precision: Precision::Fp32,
+        }
     }
 }
 
@@ -75,11 +83,15 @@ pub enum ScoreError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Precision(#[from] crate::model::fused::PrecisionError),
-    #[error("audience member {user_id} of campaign {campaign} is not in the users table any more (did the inputs change during the run?)")]
+    #[error(
+        "audience member {user_id} of campaign {campaign} is not in the users table any more (did the inputs change during the run?)"
+    )]
     MissingMember { campaign: String, user_id: i64 },
     #[error("libtorch: {0}")]
     Torch(tch::TchError),
-    #[error("scoring on the cluster did not finish within {seconds} s ([engine] timeout_seconds); are its executors alive?")]
+    #[error(
+        "scoring on the cluster did not finish within {seconds} s ([engine] timeout_seconds); are its executors alive?"
+    )]
     Timeout { seconds: u64 },
 }
 
@@ -154,7 +166,8 @@ impl Scored {
 
 /// Schema of the candidate table.
 pub fn candidates_schema() -> SchemaRef {
-    let mut fields = vec![Field::new("campaign_id", DataType::Utf8, false), Field::new("user_id", DataType::Int64, false)];
+    let mut fields =
+        vec![Field::new("campaign_id", DataType::Utf8, false), Field::new("user_id", DataType::Int64, false)];
     fields.push(Field::new("p_objective", DataType::Float32, false));
     fields.push(Field::new("mean_p_objective", DataType::Float64, false));
     fields.push(Field::new("cost", DataType::Float64, false));
@@ -191,8 +204,10 @@ pub async fn prepare(
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
     let partitions = if options.partitions == 0 { cores() } else { options.partitions };
     let tables = [Table::Users, Table::Campaigns, Table::Podcasts, Table::Follows];
-    let config =
-        SessionConfig::new().with_target_partitions(partitions).with_batch_size(options.batch_rows).with_repartition_file_min_size(0);
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_batch_size(options.batch_rows)
+        .with_repartition_file_min_size(0);
     let ctx = crate::tables::session(root, &tables, config).await.map_err(query)?;
 
     let (campaigns, campaign_batches) = active_campaigns(&ctx, options.date).await.map_err(query)?;

@@ -145,7 +145,10 @@ mod tests {
         let mut whole = Pool::new(10);
         values.iter().for_each(|&(u, v)| whole.offer(candidate(u, v)));
         let (mut left, mut right) = (Pool::new(10), Pool::new(10));
-        values.iter().rev().for_each(|&(u, v)| if u % 3 == 0 { left.offer(candidate(u, v)) } else { right.offer(candidate(u, v)) });
+        values
+            .iter()
+            .rev()
+            .for_each(|&(u, v)| if u % 3 == 0 { left.offer(candidate(u, v)) } else { right.offer(candidate(u, v)) });
         left.merge(right);
         let best: Vec<f32> = whole.clone().into_sorted().iter().map(|c| c.p_objective).collect();
         assert_eq!(best, (91..=100).rev().map(|v| v as f32).collect::<Vec<_>>());

@@ -19,13 +19,13 @@ use tch::Tensor;
 
 use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
 use super::pool::{Candidate, Pool};
-use crate::hashing::hash_bytes;
 use crate::contract::TASKS;
+use crate::exit_code::ExitCode;
+use crate::hashing::hash_bytes;
 use crate::model::features::{CampaignRows, Columns, FeatureError, UserRows, encode_users, pair_features};
 use crate::model::fused::{Kernel, Precision, PrecisionError, Tile};
 use crate::model::network::{Factorised, PairTerms};
 use crate::model::{Model, ModelError};
-use crate::exit_code::ExitCode;
 
 /// libtorch intra-op threads while scoring, set on the thread that scores (the
 /// setting is per thread). One: how threads split a matrix product changes its
@@ -340,7 +340,11 @@ pub fn for_each_eligible(
 pub type EligiblePairs = (Vec<Vec<i64>>, Vec<Vec<f32>>);
 
 /// The eligible pairs of a batch of users (the users table's columns).
-pub fn eligible_pairs(prepared: &Prepared, batch: &RecordBatch, users: &UserRows) -> Result<EligiblePairs, FeatureError> {
+pub fn eligible_pairs(
+    prepared: &Prepared,
+    batch: &RecordBatch,
+    users: &UserRows,
+) -> Result<EligiblePairs, FeatureError> {
     let campaigns = prepared.campaigns.len();
     let mut rows: Vec<Vec<i64>> = vec![Vec::new(); campaigns];
     let mut pairs: Vec<Vec<f32>> = vec![Vec::new(); campaigns];

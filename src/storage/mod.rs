@@ -15,7 +15,7 @@
 //! protocol, so `aws_conditional_put = "disabled"` is refused.
 //!
 //! Storage contract relied on by callers: a completed `put` is visible in full to
-//! later reads and listings; `put_if_absent` fails with [`StorageError::AlreadyExists`]
+//! later reads and listings; `write_if_absent` fails with [`StorageError::AlreadyExists`]
 //! when the object exists (create-only put).
 
 use std::collections::BTreeMap;
@@ -47,7 +47,6 @@ mod error;
 mod local;
 
 pub use error::{Result, StorageError};
-
 
 /// Settings for the cloud clients, by scheme, as `object_store` config keys
 /// (`endpoint`, `region`, `allow_http`, `virtual_hosted_style_request`,
@@ -151,10 +150,7 @@ impl Location {
 
     /// [`Location::parse`] with `options` applied over the environment's settings.
     pub fn parse_with(url_or_path: &str, options: &StorageOptions) -> Result<Location> {
-        let bad = |reason: &str| StorageError::BadUrl {
-            url: url_or_path.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| StorageError::BadUrl { url: url_or_path.to_string(), reason: reason.to_string() };
         if url_or_path.is_empty() {
             return Err(bad("empty location"));
         }
@@ -170,20 +166,27 @@ impl Location {
             }
             "s3" | "s3a" => {
                 let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
-                let builder = configure(object_store::aws::AmazonS3Builder::from_env(), &options.s3, |b, k, v| b.with_config(k, v))
-                    .map_err(|e| bad(&e))?;
+                let builder = configure(object_store::aws::AmazonS3Builder::from_env(), &options.s3, |b, k, v| {
+                    b.with_config(k, v)
+                })
+                .map_err(|e| bad(&e))?;
                 Arc::new(builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?)
             }
             "gs" => {
                 let bucket = url.host_str().ok_or_else(|| bad("missing bucket"))?;
-                let builder = configure(object_store::gcp::GoogleCloudStorageBuilder::from_env(), &options.gcs, |b, k, v| b.with_config(k, v))
+                let builder =
+                    configure(object_store::gcp::GoogleCloudStorageBuilder::from_env(), &options.gcs, |b, k, v| {
+                        b.with_config(k, v)
+                    })
                     .map_err(|e| bad(&e))?;
                 Arc::new(builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?)
             }
             "az" | "azure" | "abfs" | "abfss" => {
                 let builder =
-                    configure(object_store::azure::MicrosoftAzureBuilder::from_env(), &options.azure, |b, k, v| b.with_config(k, v))
-                        .map_err(|e| bad(&e))?;
+                    configure(object_store::azure::MicrosoftAzureBuilder::from_env(), &options.azure, |b, k, v| {
+                        b.with_config(k, v)
+                    })
+                    .map_err(|e| bad(&e))?;
                 Arc::new(builder.with_url(url.as_str()).build().map_err(|e| bad(&e.to_string()))?)
             }
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
@@ -200,14 +203,10 @@ impl Location {
     }
 
     fn local(path: &std::path::Path) -> Result<Location> {
-        let absolute = local::resolve(path).map_err(|e| StorageError::BadUrl {
-            url: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let prefix = Path::from_absolute_path(&absolute).map_err(|e| StorageError::BadUrl {
-            url: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let absolute = local::resolve(path)
+            .map_err(|e| StorageError::BadUrl { url: path.display().to_string(), reason: e.to_string() })?;
+        let prefix = Path::from_absolute_path(&absolute)
+            .map_err(|e| StorageError::BadUrl { url: path.display().to_string(), reason: e.to_string() })?;
         let store = object_store::local::LocalFileSystem::new().with_automatic_cleanup(true);
         Ok(Location {
             store: Arc::new(store),
@@ -222,11 +221,7 @@ impl Location {
         for part in child.split('/').filter(|p| !p.is_empty()) {
             prefix = prefix.clone().join(part);
         }
-        Location {
-            store: self.store.clone(),
-            prefix,
-            url: format!("{}/{}", self.url, child.trim_matches('/')),
-        }
+        Location { store: self.store.clone(), prefix, url: format!("{}/{}", self.url, child.trim_matches('/')) }
     }
 
     pub fn url(&self) -> &str {
@@ -258,7 +253,10 @@ impl Location {
     /// be a file (locally, neither may the nearest existing folder above it).
     /// A configuration error, not a transient one.
     pub async fn check_writable_below(&self) -> Result<()> {
-        let not_a_folder = |what: String| StorageError::BadUrl { url: self.url.clone(), reason: format!("{what} is a file, not a folder") };
+        let not_a_folder = |what: String| StorageError::BadUrl {
+            url: self.url.clone(),
+            reason: format!("{what} is a file, not a folder"),
+        };
         if let Some(path) = self.url.strip_prefix("file://") {
             let existing = std::path::Path::new(path).ancestors().find(|p| p.exists());
             return match existing {
@@ -287,11 +285,7 @@ impl Location {
 
     /// Reads the whole object at this location.
     pub async fn read(&self) -> Result<Bytes> {
-        let result = self
-            .store
-            .get(&self.prefix)
-            .await
-            .map_err(|e| StorageError::from_store(self.url.clone(), e))?;
+        let result = self.store.get(&self.prefix).await.map_err(|e| StorageError::from_store(self.url.clone(), e))?;
         result.bytes().await.map_err(|e| StorageError::from_store(self.url.clone(), e))
     }
 
@@ -398,10 +392,8 @@ impl AsyncFileReader for ParquetObject {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .load_and_finish(self, size)
-                .await?;
+            let metadata =
+                ParquetMetaDataReader::new().with_arrow_reader_options(options).load_and_finish(self, size).await?;
             Ok(Arc::new(metadata))
         }
         .boxed()
@@ -419,17 +411,13 @@ pub struct ParquetWriter {
 
 impl ParquetWriter {
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer
-            .write(batch)
-            .await
-            .map_err(|source| StorageError::Parquet { url: self.url.clone(), source })
+        self.writer.write(batch).await.map_err(|source| StorageError::Parquet { url: self.url.clone(), source })
     }
 
     /// Completes the object and returns the number of rows written.
     pub async fn finish(self) -> Result<i64> {
         let url = self.url;
-        let metadata =
-            self.writer.close().await.map_err(|source| StorageError::Parquet { url, source })?;
+        let metadata = self.writer.close().await.map_err(|source| StorageError::Parquet { url, source })?;
         Ok(metadata.file_metadata().num_rows())
     }
 }

@@ -3,31 +3,43 @@
 //! flight, price, targeting). Budgets are set afterwards by the market
 //! ([`super::market`]), once every campaign exists.
 
+use chrono::NaiveDate;
 use rand::Rng;
 use rand::distr::weighted::WeightedIndex;
-use chrono::NaiveDate;
 use rand_distr::Distribution;
 
 use super::truth::{Channel, Format, LATENT_DIM, PodcastTruth};
 use super::{AGE_BUCKETS, COUNTRIES, PLATFORMS, Stream, User, WorldConfig, normal, pick, rng_for, subset};
 use crate::contract::GENRE_COUNT;
 
-const LANGUAGES: [(&str, f64); 8] = [
-    ("en", 0.45),
-    ("es", 0.12),
-    ("de", 0.08),
-    ("pt", 0.09),
-    ("fr", 0.07),
-    ("sv", 0.05),
-    ("hi", 0.08),
-    ("ja", 0.06),
-];
+const LANGUAGES: [(&str, f64); 8] =
+    [("en", 0.45), ("es", 0.12), ("de", 0.08), ("pt", 0.09), ("fr", 0.07), ("sv", 0.05), ("hi", 0.08), ("ja", 0.06)];
 
 const TOPICS: [&str; 24] = [
-    "interviews", "storytelling", "daily", "investigative", "improv", "politics",
-    "football", "basketball", "startups", "investing", "fitness", "mental_health",
-    "parenting", "ai", "gaming", "ancient", "space", "climate", "film", "books",
-    "faith", "bedtime", "mystery", "relationships",
+    "interviews",
+    "storytelling",
+    "daily",
+    "investigative",
+    "improv",
+    "politics",
+    "football",
+    "basketball",
+    "startups",
+    "investing",
+    "fitness",
+    "mental_health",
+    "parenting",
+    "ai",
+    "gaming",
+    "ancient",
+    "space",
+    "climate",
+    "film",
+    "books",
+    "faith",
+    "bedtime",
+    "mystery",
+    "relationships",
 ];
 const PROMOTION_SURFACES: [&str; 4] = ["home", "search", "now_playing", "podcast_page"];
 const AD_SURFACES: [&str; 3] = ["in_stream", "home", "now_playing"];
@@ -128,8 +140,8 @@ pub(super) fn make_podcasts(config: &WorldConfig, genres: &[[f32; LATENT_DIM]; G
 
 pub(super) fn make_campaigns(config: &WorldConfig, podcasts: &[Podcast]) -> Vec<Campaign> {
     let mut rng = rng_for(config.seed, Stream::Campaigns, 0);
-    let popular = WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).sqrt()))
-        .expect("podcasts exist");
+    let popular =
+        WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).sqrt())).expect("podcasts exist");
     let day = |offset: i64| config.run_date + chrono::TimeDelta::days(offset);
     let countries: Vec<&str> = COUNTRIES.iter().map(|((country, _), _)| *country).collect();
     (0..config.campaigns as usize)
@@ -137,11 +149,8 @@ pub(super) fn make_campaigns(config: &WorldConfig, podcasts: &[Podcast]) -> Vec<
             let channel = if rng.random_bool(0.5) { Channel::Ad } else { Channel::Promotion };
             // Half the campaigns promote any podcast, half lean to popular ones, so
             // the less-streamed tiers have campaigns too.
-            let podcast = if rng.random_bool(0.5) {
-                rng.random_range(0..podcasts.len())
-            } else {
-                popular.sample(&mut rng)
-            };
+            let podcast =
+                if rng.random_bool(0.5) { rng.random_range(0..podcasts.len()) } else { popular.sample(&mut rng) };
             let objective = pick(&mut rng, &[("stream", 0.6), ("click", 0.2), ("follow", 0.2)]);
             let (format, surface, cpm) = match channel {
                 Channel::Ad => (

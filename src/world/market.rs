@@ -73,7 +73,8 @@ pub(super) fn set_budgets(world: &mut World) -> MarketShape {
     let ad_reachable = share_of_sample(sample.iter().filter(|u| !u.is_premium && !u.ads_opt_out).count());
     let supply = [ASSUMED_CAP * ad_reachable * users, ASSUMED_CAP * users];
 
-    let drawn: Vec<Draw> = (0..world.campaigns.len()).map(|i| Draw::new(config.seed, i, world.campaigns[i].channel)).collect();
+    let drawn: Vec<Draw> =
+        (0..world.campaigns.len()).map(|i| Draw::new(config.seed, i, world.campaigns[i].channel)).collect();
     let active: Vec<bool> = world
         .campaigns
         .iter()
@@ -187,20 +188,36 @@ mod tests {
             let (_, shape) = world(users, 7);
             for k in 0..2 {
                 let ratio = shape.demand[k] / shape.supply[k];
-                assert!((ratio - DEFAULT_SELL_THROUGH).abs() < 1e-6, "{users} users, channel {k}: sell-through {ratio}");
+                assert!(
+                    (ratio - DEFAULT_SELL_THROUGH).abs() < 1e-6,
+                    "{users} users, channel {k}: sell-through {ratio}"
+                );
             }
         }
         // 20,000 users: the same with 60 campaigns; with the default 200, the
         // ads' floors alone want more than that, and the floors win.
         for (campaigns, floors_win) in [(60, false), (200, true)] {
-            let world = World::new(WorldConfig { users: 20_000, campaigns, impressions: 1_000, days: 2, ..WorldConfig::default() });
+            let world = World::new(WorldConfig {
+                users: 20_000,
+                campaigns,
+                impressions: 1_000,
+                days: 2,
+                ..WorldConfig::default()
+            });
             let shape = &world.market;
             for k in 0..2 {
                 let target = DEFAULT_SELL_THROUGH * shape.supply[k];
                 let expected = target.max(shape.floor_demand[k]);
-                assert!((shape.demand[k] - expected).abs() < 1e-6 * expected, "{campaigns} campaigns, channel {k}: {shape:?}");
+                assert!(
+                    (shape.demand[k] - expected).abs() < 1e-6 * expected,
+                    "{campaigns} campaigns, channel {k}: {shape:?}"
+                );
             }
-            assert_eq!(shape.floor_demand[0] > DEFAULT_SELL_THROUGH * shape.supply[0], floors_win, "{campaigns} campaigns");
+            assert_eq!(
+                shape.floor_demand[0] > DEFAULT_SELL_THROUGH * shape.supply[0],
+                floors_win,
+                "{campaigns} campaigns"
+            );
         }
     }
 
@@ -217,7 +234,12 @@ mod tests {
                 (c.total_budget.unwrap() - c.spent_to_date.unwrap()) / days_left
             });
             let users = budget / cost_per_user(c);
-            assert!(users >= FLOOR_MARGIN * c.min_audience as f64 * 0.97, "{} buys {users:.0} users, floor {}", c.campaign_id, c.min_audience);
+            assert!(
+                users >= FLOOR_MARGIN * c.min_audience as f64 * 0.97,
+                "{} buys {users:.0} users, floor {}",
+                c.campaign_id,
+                c.min_audience
+            );
         }
     }
 
@@ -227,7 +249,13 @@ mod tests {
         let date = world.config.run_date;
         // Per sampled user: the campaigns that want them, in expectation.
         let wanted_share: Vec<f64> = (0..world.campaigns.len())
-            .map(|c| if shape.reach_share[c] > 0.0 { shape.wanted_users[c] / (shape.reach_share[c] * 100_000.0) } else { 0.0 })
+            .map(|c| {
+                if shape.reach_share[c] > 0.0 {
+                    shape.wanted_users[c] / (shape.reach_share[c] * 100_000.0)
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let (mut over, mut n) = (0usize, 0usize);
         for i in 0..5_000 {

@@ -9,9 +9,9 @@
 //! for any number of users. See docs/world.md for the generative model.
 
 mod catalog;
-pub mod write;
 pub mod market;
 pub mod truth;
+pub mod write;
 
 use chrono::NaiveDate;
 use rand::distr::weighted::WeightedIndex;
@@ -81,8 +81,7 @@ const COUNTRIES: [((&str, &str), f64); 10] = [
 ];
 pub const AGE_BUCKETS: [(&str, f64); 5] =
     [("18-24", 0.25), ("25-34", 0.30), ("35-44", 0.20), ("45-54", 0.15), ("55+", 0.10)];
-pub const PLATFORMS: [(&str, f64); 4] =
-    [("ios", 0.35), ("android", 0.45), ("desktop", 0.12), ("web", 0.08)];
+pub const PLATFORMS: [(&str, f64); 4] = [("ios", 0.35), ("android", 0.45), ("desktop", 0.12), ("web", 0.08)];
 /// Share of impressions that are promotions: ads are the sparser source.
 const PROMOTION_SHARE: f64 = 0.75;
 /// Campaigns the logging policy considers per impression.
@@ -196,16 +195,12 @@ impl World {
         let genre_embeddings = std::array::from_fn(|_| latent(&mut rng, 1.0));
         let podcasts = make_podcasts(&config, &genre_embeddings);
         let campaigns = make_campaigns(&config, &podcasts);
-        let follow_sampler =
-            WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).powf(0.5)))
-                .expect("podcasts exist");
+        let follow_sampler = WeightedIndex::new(podcasts.iter().map(|p| (1.0 + p.streams_30d as f64).powf(0.5)))
+            .expect("podcasts exist");
         let policy = [Channel::Ad, Channel::Promotion].map(|channel| {
-            let members: Vec<usize> =
-                (0..campaigns.len()).filter(|&c| campaigns[c].channel == channel).collect();
+            let members: Vec<usize> = (0..campaigns.len()).filter(|&c| campaigns[c].channel == channel).collect();
             // Popularity bias: the logging policy favours popular podcasts.
-            let weights = members
-                .iter()
-                .map(|&c| (1.0 + podcasts[campaigns[c].podcast].streams_30d as f64).powf(0.35));
+            let weights = members.iter().map(|&c| (1.0 + podcasts[campaigns[c].podcast].streams_30d as f64).powf(0.35));
             let sampler = WeightedIndex::new(weights).ok();
             (members, sampler)
         });
@@ -288,13 +283,11 @@ impl World {
         let mut rng = rng_for(self.config.seed, Stream::Impressions, day as u64);
         let day_start = self.first_log_day() + chrono::Days::new(day as u64);
         let day_micros = day_start.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros();
-        let hours: Vec<(u8, f64)> = (0..24u8)
-            .map(|h| (h, 1.0 + 0.6 * ((h as f64 - 20.0) / 24.0 * std::f64::consts::TAU).cos()))
-            .collect();
+        let hours: Vec<(u8, f64)> =
+            (0..24u8).map(|h| (h, 1.0 + 0.6 * ((h as f64 - 20.0) / 24.0 * std::f64::consts::TAU).cos())).collect();
         let mut out = Vec::with_capacity(count as usize);
         while (out.len() as u64) < count {
-            let channel =
-                if rng.random_bool(PROMOTION_SHARE) { Channel::Promotion } else { Channel::Ad };
+            let channel = if rng.random_bool(PROMOTION_SHARE) { Channel::Promotion } else { Channel::Ad };
             if let Some(impression) = self.log_one(&mut rng, channel, day_micros, &hours) {
                 out.push(impression);
             }
@@ -304,7 +297,13 @@ impl World {
     }
 
     /// One impression of `channel`, or None when the drawn user fits no candidate.
-    fn log_one(&self, rng: &mut ChaCha8Rng, channel: Channel, day_micros: i64, hours: &[(u8, f64)]) -> Option<Impression> {
+    fn log_one(
+        &self,
+        rng: &mut ChaCha8Rng,
+        channel: Channel,
+        day_micros: i64,
+        hours: &[(u8, f64)],
+    ) -> Option<Impression> {
         let (members, sampler) = &self.policy[(channel == Channel::Promotion) as usize];
         let sampler = sampler.as_ref()?;
         let index = rng.random_range(0..self.config.users);
@@ -401,8 +400,7 @@ mod tests {
     fn ads_are_sparser_and_never_shown_to_premium_or_opted_out_users() {
         let world = small();
         let impressions = world.impressions_on(0);
-        let ads: Vec<_> =
-            impressions.iter().filter(|i| world.campaigns[i.campaign].channel == Channel::Ad).collect();
+        let ads: Vec<_> = impressions.iter().filter(|i| world.campaigns[i.campaign].channel == Channel::Ad).collect();
         assert!(ads.len() * 2 < impressions.len(), "{} ads of {}", ads.len(), impressions.len());
         for impression in ads {
             let user = world.user(impression.user_id as u64 - 1);

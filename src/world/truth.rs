@@ -83,13 +83,7 @@ impl Default for TruthParams {
         TruthParams {
             affinity_weight: [1.3, 1.1, 0.6, 0.9, 1.0],
             intercept: [-2.4, -3.4, -3.2, -4.0, -4.4],
-            format_effect: [
-                [0.2, 0.1, -0.2],
-                [0.3, 0.2, -0.3],
-                [-0.5, 0.2, 0.5],
-                [0.0, 0.2, -0.1],
-                [0.1, 0.0, 0.0],
-            ],
+            format_effect: [[0.2, 0.1, -0.2], [0.3, 0.2, -0.3], [-0.5, 0.2, 0.5], [0.0, 0.2, -0.1], [0.1, 0.0, 0.0]],
             ad_effect: [0.0, 0.0, 0.3, -0.4, -0.3],
             ad_receptivity_weight: 0.9,
             language_match: 0.8,

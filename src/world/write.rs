@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, FixedSizeListArray, Float32Array, Float64Array, Int8Array,
-    Int32Array, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, FixedSizeListArray, Float32Array, Float64Array, Int8Array, Int32Array,
+    Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Serialize;
@@ -20,9 +19,9 @@ use serde::Serialize;
 use super::truth::{LATENT_DIM, TruthParams};
 use super::{Campaign, GENERATOR_VERSION, Impression, Podcast, User, World, WorldConfig};
 use crate::contract::{GENRE_COUNT, GENRES, TIER_BOUNDS, Table};
+use crate::exit_code::ExitCode;
 use crate::progress::Progress;
 use crate::storage::{Location, ParquetWriter, StorageError};
-use crate::exit_code::ExitCode;
 
 /// Rows per Parquet file of the large tables.
 pub const ROWS_PER_FILE: u64 = 1 << 20;
@@ -372,11 +371,14 @@ fn campaigns_batch(world: &World) -> RecordBatch {
 
 fn impressions_batch(world: &World, rows: &[Impression]) -> RecordBatch {
     let campaign = |i: &Impression| &world.campaigns[i.campaign];
-    let bools = |f: fn(&Impression) -> bool| -> ArrayRef { Arc::new(BooleanArray::from_iter(rows.iter().map(|i| Some(f(i))))) };
+    let bools =
+        |f: fn(&Impression) -> bool| -> ArrayRef { Arc::new(BooleanArray::from_iter(rows.iter().map(|i| Some(f(i))))) };
     batch(
         Table::Impressions.spec().schema(),
         vec![
-            Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|i| i.ts_micros)).with_timezone("UTC")),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|i| i.ts_micros)).with_timezone("UTC"),
+            ),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|i| i.user_id))),
             strings(rows.iter().map(|i| campaign(i).campaign_id.as_str())),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|i| world.podcasts[campaign(i).podcast].podcast_id))),

@@ -20,10 +20,14 @@ use crate::model::quick_options;
 
 fn user_ids(root: &std::path::Path) -> Vec<i64> {
     let users = read_table(root, Table::Users);
-    let ids = arrow::compute::cast(users.column_by_name("user_id").unwrap(), &arrow::datatypes::DataType::Int64).unwrap();
+    let ids =
+        arrow::compute::cast(users.column_by_name("user_id").unwrap(), &arrow::datatypes::DataType::Int64).unwrap();
     ids.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec()
 }
 
+// Long: one A/B run, then each property of it checked in turn. The libtorch
+// guard is held across the run's awaits on purpose (see `libtorch_alone`).
+#[allow(clippy::await_holding_lock)]
 #[tokio::test]
 async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orders_the_arms() {
     // Budgets follow the users, and floors do not: with 20,000 users a half
@@ -41,7 +45,9 @@ async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orde
     assert!(half_ids[0].iter().all(|&u| half_of(u, 5) == 0) && half_ids[1].iter().all(|&u| half_of(u, 5) == 1));
     let budgets = |root: &std::path::Path| -> Vec<Option<f64>> {
         let campaigns = read_table(root, Table::Campaigns);
-        let budget = arrow::compute::cast(campaigns.column_by_name("budget").unwrap(), &arrow::datatypes::DataType::Float64).unwrap();
+        let budget =
+            arrow::compute::cast(campaigns.column_by_name("budget").unwrap(), &arrow::datatypes::DataType::Float64)
+                .unwrap();
         budget.as_any().downcast_ref::<arrow::array::Float64Array>().unwrap().iter().collect()
     };
     let halved: Vec<Option<f64>> = budgets(&root).iter().map(|b| b.map(|b| b / 2.0)).collect();
@@ -56,10 +62,15 @@ async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orde
     };
     let config = audience::ab::arm_config(&halves[0]);
     let date = world.config.run_date;
-    let chosen = choose(&halves[0], &Ranker::Reference(Reference::Oracle(&world)), &features, &config, date).await.unwrap();
+    let chosen =
+        choose(&halves[0], &Ranker::Reference(Reference::Oracle(&world)), &features, &config, date).await.unwrap();
     assert!(chosen.members.iter().flatten().all(|&u| half_of(u, 5) == 0), "a member from the other half");
     for (campaign, members) in chosen.scored.campaigns.iter().zip(&chosen.members) {
-        assert!(members.len() as f64 * campaign.cost_per_user() <= campaign.budget * (1.0 + 1e-9), "{} over its half budget", campaign.campaign_id);
+        assert!(
+            members.len() as f64 * campaign.cost_per_user() <= campaign.budget * (1.0 + 1e-9),
+            "{} over its half budget",
+            campaign.campaign_id
+        );
     }
     let hour = config.score_options(date).hour;
     let expected = outcome(&world, &chosen, hour).unwrap().all.overall.true_streams;
@@ -68,7 +79,8 @@ async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orde
     for (campaign, members) in chosen.scored.campaigns.iter().zip(&chosen.members) {
         let c = world.campaigns.iter().position(|w| w.campaign_id == campaign.campaign_id).unwrap();
         for &user_id in members {
-            let p = world.params.probabilities(&world.exposure(&world.user(user_id as u64 - 1), c, hour))[stream_task(campaign.channel)] as f64;
+            let p = world.params.probabilities(&world.exposure(&world.user(user_id as u64 - 1), c, hour))
+                [stream_task(campaign.channel)] as f64;
             for _ in 0..campaign.impressions_per_user {
                 drawn += rng.random_bool(p) as u64 as f64;
                 variance += p * (1.0 - p);
@@ -90,7 +102,10 @@ async fn each_arm_gets_its_own_users_and_half_of_every_budget_and_the_truth_orde
     for model in ["A", "B"] {
         assert!(streams("oracle") >= streams(model), "oracle {} < {model} {}", streams("oracle"), streams(model));
         assert!(streams(model) >= streams("random"), "{model} {} < random {}", streams(model), streams("random"));
-        assert!(run.arms[model].all.overall.spend <= run.budgets[model] * (1.0 + 1e-9), "{model} spent more than its half");
+        assert!(
+            run.arms[model].all.overall.spend <= run.budgets[model] * (1.0 + 1e-9),
+            "{model} spent more than its half"
+        );
     }
     let json = result.json();
     for arm in audience::ab::ARMS {

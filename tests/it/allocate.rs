@@ -1,10 +1,10 @@
 //! Allocation: feasibility properties over many random instances, a reference
 //! check against the exact MIP optimum (CBC through good_lp), and input errors.
 
-use audience::allocate::bench::{Shape, random_instance};
 use audience::allocate::{
     AllocateError, Allocation, CampaignSpec, Candidates, Limits, Options, Solver, Valuation, allocate,
 };
+use audience::bench::allocate::{Shape, random_instance};
 use audience::contract::Channel;
 use good_lp::{Expression, Solution, SolverModel, Variable, constraint, variable, variables};
 
@@ -45,7 +45,13 @@ fn assert_feasible(specs: &[CampaignSpec], candidates: &Candidates, limits: Limi
         *per_user.entry((candidates.user[i], specs[c].channel)).or_default() += 1;
     }
     for (c, spec) in specs.iter().enumerate() {
-        assert!(spend[c] <= spec.budget * (1.0 + 1e-12) + 1e-9, "{label}: {} spends {} of {}", spec.id, spend[c], spec.budget);
+        assert!(
+            spend[c] <= spec.budget * (1.0 + 1e-12) + 1e-9,
+            "{label}: {} spends {} of {}",
+            spec.id,
+            spend[c],
+            spec.budget
+        );
         let floor = spec.min_audience.max(limits.privacy_floor);
         match &a.campaigns[c].withheld {
             Some(_) => assert_eq!(audience[c], 0, "{label}: withheld {} has users", spec.id),
@@ -83,7 +89,14 @@ fn every_allocation_is_feasible_and_reproducible() {
 
 #[test]
 fn result_does_not_depend_on_the_thread_count() {
-    let shape = Shape { users: 30_000, campaigns: 40, per_user: 6, min_audience: 50, seed: 5, objective: Valuation::QualitySpend };
+    let shape = Shape {
+        users: 30_000,
+        campaigns: 40,
+        per_user: 6,
+        min_audience: 50,
+        seed: 5,
+        objective: Valuation::QualitySpend,
+    };
     let (specs, candidates) = random_instance(shape);
     let opts = options(Solver::Lagrangian, Limits::default());
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
@@ -113,10 +126,10 @@ fn exact_optimum(specs: &[CampaignSpec], candidates: &Candidates, limits: Limits
     }
     let mut by_campaign: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
     let mut by_user = std::collections::BTreeMap::<(i64, bool), Vec<usize>>::new();
-    for i in 0..candidates.len() {
-        let c = candidates.campaign[i] as usize;
+    for (i, (&campaign, &user)) in candidates.campaign.iter().zip(&candidates.user).enumerate() {
+        let c = campaign as usize;
         by_campaign[c].push(i);
-        by_user.entry((candidates.user[i], specs[c].channel == Channel::Ad)).or_default().push(i);
+        by_user.entry((user, specs[c].channel == Channel::Ad)).or_default().push(i);
         model = model.with(constraint!(x[i] <= open[c]));
     }
     for (c, spec) in specs.iter().enumerate() {
@@ -288,7 +301,10 @@ fn bad_candidates_are_rejected_by_name() {
 
     let mut negative = Candidates::default();
     negative.push(9, 0, 1.0, -2.0);
-    assert_eq!(run(&negative, &specs), "candidate (user 9, campaign promo-1) has a cost of -2: must be finite and >= 0");
+    assert_eq!(
+        run(&negative, &specs),
+        "candidate (user 9, campaign promo-1) has a cost of -2: must be finite and >= 0"
+    );
 
     let mut unknown = Candidates::default();
     unknown.push(3, 4, 1.0, 1.0);
@@ -310,7 +326,14 @@ fn bad_candidates_are_rejected_by_name() {
 /// get the same allocation, named by their indices in that order.
 #[test]
 fn the_order_of_the_candidates_does_not_matter() {
-    let shape = Shape { users: 2_000, campaigns: 12, per_user: 4, min_audience: 20, seed: 9, objective: Valuation::QualitySpend };
+    let shape = Shape {
+        users: 2_000,
+        campaigns: 12,
+        per_user: 4,
+        min_audience: 20,
+        seed: 9,
+        objective: Valuation::QualitySpend,
+    };
     let (specs, sorted) = random_instance(shape);
     let n = sorted.len();
     // A fixed shuffle (multiplicative, n is not a multiple of the step).
@@ -342,14 +365,24 @@ fn gcd(a: usize, b: usize) -> usize {
 /// fewer price iterations than a cold start, and as good a gap.
 #[test]
 fn a_warm_start_from_yesterdays_prices_needs_fewer_iterations() {
-    let shape = Shape { users: 40_000, campaigns: 60, per_user: 8, min_audience: 100, seed: 3, objective: Valuation::QualitySpend };
+    let shape = Shape {
+        users: 40_000,
+        campaigns: 60,
+        per_user: 8,
+        min_audience: 100,
+        seed: 3,
+        objective: Valuation::QualitySpend,
+    };
     let (specs, candidates) = random_instance(shape);
     let opts = options(Solver::Lagrangian, Limits::default());
     let yesterday = allocate(&specs, candidates.clone(), &opts).unwrap();
     let next: Vec<CampaignSpec> = specs
         .iter()
         .enumerate()
-        .map(|(c, s)| CampaignSpec { budget: s.budget * (0.97 + 0.06 * ((c * 7919) % 100) as f64 / 100.0), ..s.clone() })
+        .map(|(c, s)| CampaignSpec {
+            budget: s.budget * (0.97 + 0.06 * ((c * 7919) % 100) as f64 / 100.0),
+            ..s.clone()
+        })
         .collect();
     let cold = allocate(&next, candidates.clone(), &opts).unwrap();
     let warm_start = yesterday.prices.unwrap().into_iter().map(Some).collect();

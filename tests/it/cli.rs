@@ -1,4 +1,4 @@
-//! The `audience` binary: exit codes and output streams as the README documents.
+//! The `audience` binary: exit codes and output streams as docs/operations.md documents.
 
 use std::process::{Command, Output};
 
@@ -32,7 +32,21 @@ async fn validate_exits_0_on_a_good_world_and_2_listing_every_problem_on_a_bad_o
 fn generate_into_an_existing_world_is_a_conflict_exit_4() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w");
-    let args = ["generate", "--out", out.to_str().unwrap(), "--users", "50", "--podcasts", "20", "--campaigns", "5", "--impressions", "100", "--days", "1"];
+    let args = [
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--users",
+        "50",
+        "--podcasts",
+        "20",
+        "--campaigns",
+        "5",
+        "--impressions",
+        "100",
+        "--days",
+        "1",
+    ];
     let first = audience(&args);
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
     let second = audience(&args);

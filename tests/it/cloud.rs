@@ -57,7 +57,8 @@ impl Bucket {
             eprintln!("skipped: {variable} is not set (run scripts/test.sh to start the storage servers)");
             return None;
         };
-        let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+        let unique =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
         let name = format!("{scenario}-{}-{unique}", std::process::id());
         let endpoint = endpoint.trim_end_matches('/').to_string();
         let mut config_options = StorageOptions::default();
@@ -66,7 +67,12 @@ impl Bucket {
         match backend {
             Backend::S3 => {
                 http_put(&format!("{endpoint}/{name}"), &[]);
-                for (k, v) in [("endpoint", endpoint.as_str()), ("region", "us-east-1"), ("allow_http", "true"), ("virtual_hosted_style_request", "false")] {
+                for (k, v) in [
+                    ("endpoint", endpoint.as_str()),
+                    ("region", "us-east-1"),
+                    ("allow_http", "true"),
+                    ("virtual_hosted_style_request", "false"),
+                ] {
                     config_options.s3.insert(k.into(), v.into());
                 }
                 client_options.s3 = config_options.s3.clone();
@@ -239,7 +245,8 @@ async fn full_run_and_rerun(backend: Backend) {
     let output = bucket.location("audiences");
     let (run_id, rows) = committed(&output).await;
     assert!(!rows.is_empty());
-    let manifest = bucket.location(manifest_url.split_once(&format!("{}/", bucket.name)).unwrap().1).read().await.unwrap();
+    let manifest =
+        bucket.location(manifest_url.split_once(&format!("{}/", bucket.name)).unwrap().1).read().await.unwrap();
     for out in [text(&first.stdout), text(&first.stderr), text(&manifest)] {
         assert!(!out.contains(S3_SECRET), "a credential leaked into the output");
     }

@@ -1,9 +1,9 @@
 //! The Ballista engine: a scheduler and executors started as separate
 //! `audience` processes on 127.0.0.1, the job run against them, and what it
-//! commits compared row for row with a local-engine run. Also the cluster's
-//! fault tests (an executor killed mid-stage, a panicking scoring task, every
-//! executor killed, the scheduler killed), and the plan codecs and planner
-//! resolving the job's operators the way the scheduler and executors do.
+//! commits compared row for row with a local-engine run; the plan codecs and
+//! planner resolving the job's operators the way the scheduler and executors
+//! do. The processes and helpers here serve the cluster's fault tests too
+//! (`cluster_faults`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,12 +17,12 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::helpers::{Setup, learnable_config, setup, stderr};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The HTTP status of `GET path` on 127.0.0.1:`port`, if it answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
@@ -31,7 +31,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
         assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
@@ -39,7 +39,7 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-struct Process {
+pub(crate) struct Process {
     name: String,
     child: Child,
     log: PathBuf,
@@ -57,17 +57,17 @@ impl Process {
         Process { name: name.to_string(), child: command.spawn().unwrap(), log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("{} exited with {status}:\n{}", self.name, self.log());
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -77,8 +77,8 @@ impl Process {
 pub struct Cluster {
     dir: tempfile::TempDir,
     scheduler_port: u16,
-    scheduler: Process,
-    executors: Vec<Process>,
+    pub(crate) scheduler: Process,
+    pub(crate) executors: Vec<Process>,
     /// Flags and environment every process of this cluster gets.
     common_args: Vec<String>,
     common_env: Vec<(String, String)>,
@@ -172,12 +172,12 @@ impl Drop for Cluster {
 }
 
 /// A job config writing to `output`, with `engine` as its `[engine]` table.
-fn config(setup: &Setup, name: &str, output: &Path, engine: &str) -> PathBuf {
+pub(crate) fn config(setup: &Setup, name: &str, output: &Path, engine: &str) -> PathBuf {
     config_with(setup, name, output, engine, "")
 }
 
 /// As [`config`], with `scoring` added to the `[scoring]` table.
-fn config_with(setup: &Setup, name: &str, output: &Path, engine: &str, scoring: &str) -> PathBuf {
+pub(crate) fn config_with(setup: &Setup, name: &str, output: &Path, engine: &str, scoring: &str) -> PathBuf {
     let path = setup.dir.path().join(name);
     let text = format!(
         "[inputs]\nroot = \"{}\"\n[model]\nuri = \"{}\"\n[output]\nroot = \"{}\"\n[scoring]\nbatch_rows = 512\n{scoring}\n[engine]\n{engine}\n",
@@ -189,26 +189,29 @@ fn config_with(setup: &Setup, name: &str, output: &Path, engine: &str, scoring: 
     path
 }
 
-fn date_dir(output: &Path) -> PathBuf {
+pub(crate) fn date_dir(output: &Path) -> PathBuf {
     output.join(format!("dt={}", learnable_config().run_date))
 }
 
-fn run(config: &Path, extra: &[&str]) -> Output {
+pub(crate) fn run(config: &Path, extra: &[&str]) -> Output {
     crate::helpers::run_job(config, extra, &[])
 }
 
 /// Every committed audience row, every column, as text (floats print in full).
-fn committed_rows(output: &Path) -> Vec<String> {
-    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(date_dir(output).join("_SUCCESS")).unwrap()).unwrap();
+pub(crate) fn committed_rows(output: &Path) -> Vec<String> {
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(date_dir(output).join("_SUCCESS")).unwrap()).unwrap();
     let audiences = date_dir(output).join(format!("run={}", marker["run_id"].as_str().unwrap())).join("audiences");
     let mut rows = Vec::new();
     for campaign in std::fs::read_dir(audiences).unwrap() {
         for file in std::fs::read_dir(campaign.unwrap().path()).unwrap() {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.unwrap().path()).unwrap()).unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.unwrap().path()).unwrap()).unwrap();
             for batch in reader.build().unwrap() {
                 let batch = batch.unwrap();
                 for row in 0..batch.num_rows() {
-                    let cells: Vec<String> = batch.columns().iter().map(|c| array_value_to_string(c, row).unwrap()).collect();
+                    let cells: Vec<String> =
+                        batch.columns().iter().map(|c| array_value_to_string(c, row).unwrap()).collect();
                     rows.push(cells.join("|"));
                 }
             }
@@ -218,11 +221,11 @@ fn committed_rows(output: &Path) -> Vec<String> {
     rows
 }
 
-const PARTITIONS: &str = "partitions = 2";
+pub(crate) const PARTITIONS: &str = "partitions = 2";
 
 /// The users table as two files, so that each of two tasks scores real users
 /// (a file's single row group would otherwise land in one partition).
-fn split_users(setup: &Setup) {
+pub(crate) fn split_users(setup: &Setup) {
     use audience::contract::Table;
     let users = crate::helpers::read_table(&setup.world, Table::Users);
     let half = users.num_rows() / 2;
@@ -235,7 +238,7 @@ fn split_users(setup: &Setup) {
 
 /// A world with a two-file users table and a model, and the output of a
 /// local-engine run of it.
-async fn local_baseline() -> (Setup, PathBuf) {
+pub(crate) async fn local_baseline() -> (Setup, PathBuf) {
     let setup = setup().await;
     split_users(&setup);
     let out = setup.dir.path().join("local");
@@ -245,7 +248,7 @@ async fn local_baseline() -> (Setup, PathBuf) {
 }
 
 /// The same job config on `cluster` (with `extra` in `[engine]`), and its output root.
-fn cluster_config(setup: &Setup, cluster: &Cluster, extra: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn cluster_config(setup: &Setup, cluster: &Cluster, extra: &str) -> (PathBuf, PathBuf) {
     let out = setup.dir.path().join("cluster");
     let engine = format!("kind = \"ballista\"\nscheduler = \"{}\"\n{PARTITIONS}\n{extra}", cluster.url());
     (config(setup, "cluster.toml", &out, &engine), out)
@@ -269,12 +272,19 @@ async fn a_two_executor_cluster_commits_the_same_audiences_as_the_local_engine()
     let again = run(&on_cluster, &["--overwrite"]);
     assert_eq!(again.status.code(), Some(0), "{}\n{}", stderr(&again), cluster.logs());
     assert_eq!(committed_rows(&cluster_out), expected);
-    let prepared: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("scoring state prepared").count()).collect();
+    let prepared: Vec<usize> =
+        cluster.executors.iter().map(|e| e.log().matches("scoring state prepared").count()).collect();
     let scored: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("partition scored").count()).collect();
     let fetched: Vec<usize> = cluster.executors.iter().map(|e| e.log().matches("model fetched").count()).collect();
-    eprintln!("per executor: scoring states prepared {prepared:?}, partitions with users scored {scored:?}, models fetched {fetched:?}");
+    eprintln!(
+        "per executor: scoring states prepared {prepared:?}, partitions with users scored {scored:?}, models fetched {fetched:?}"
+    );
     assert!(scored.iter().all(|&n| n >= 1), "every executor scored users: {scored:?}\n{}", cluster.logs());
-    assert!(fetched.iter().all(|&n| n <= 1), "model fetched per executor {fetched:?} over two jobs\n{}", cluster.logs());
+    assert!(
+        fetched.iter().all(|&n| n <= 1),
+        "model fetched per executor {fetched:?} over two jobs\n{}",
+        cluster.logs()
+    );
 }
 
 #[tokio::test]
@@ -304,135 +314,10 @@ async fn bf16_scoring_commits_the_same_audiences_on_both_engines() {
     assert_eq!(committed_rows(&out), expected, "bf16 audiences differ between the cluster and the local engine");
 }
 
-#[tokio::test]
-async fn fault_an_executor_killed_mid_stage_has_its_task_retried_and_the_audiences_are_unchanged() {
-    let (setup, local_out) = local_baseline().await;
-    // Executor 0's scoring tasks hang (failpoint), so it is certainly
-    // mid-task when killed; executor 1 joins while the job is running.
-    let mut cluster = Cluster::start();
-    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "");
-    let date = learnable_config().run_date.to_string();
-    let job = Command::new(env!("CARGO_BIN_EXE_audience"))
-        .args(["run", "--config", on_cluster.to_str().unwrap(), "--date", &date])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("executor 0's scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
-    cluster.add_executor(&[]);
-    cluster.executors[0].kill();
-
-    let output = wait_with_timeout(job, Duration::from_secs(300));
-
-    // Ballista declares the killed executor lost (no heartbeat for 5 s) and
-    // runs its task again on the survivor: the job completes, identical to
-    // the local engine. (Ballista 55 does retry here, every time we ran it;
-    // the other acceptable outcome, exit 3 with no _SUCCESS, would fail this.)
-    let lost = cluster.executors[0].log().lines().find_map(|l| l.split("Executor id: ").nth(1).map(str::to_string)).unwrap();
-    assert_eq!(output.status.code(), Some(0), "the task was not retried:\n{}\n{}", stderr(&output), cluster.logs());
-    assert!(cluster.scheduler.log().contains(&format!("Removing executor {lost}")), "{}", cluster.logs());
-    assert_eq!(committed_rows(&cluster_out), committed_rows(&local_out), "the retried run differs from the local engine");
-
-    // And a rerun on what is left of the cluster is safe: nothing to do.
-    let rerun = run(&on_cluster, &[]);
-    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
-    assert_eq!(rerun.stdout, output.stdout, "the rerun names the committed manifest");
-}
-
-/// `audience run` of the test date with `config`, started in the background.
-fn spawn_run(config: &Path) -> Child {
-    let date = learnable_config().run_date.to_string();
-    Command::new(env!("CARGO_BIN_EXE_audience"))
-        .args(["run", "--config", config.to_str().unwrap(), "--date", &date])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-#[tokio::test]
-async fn fault_a_panic_in_a_scoring_task_fails_the_job_cleanly_and_the_executor_survives() {
-    let setup = setup().await;
-    let mut cluster = Cluster::start();
-    cluster.add_executor(&[(audience::failpoint::ENV, "panic-scoring")]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 120");
-    let started = Instant::now();
-    let output = wait_with_timeout(spawn_run(&on_cluster), Duration::from_secs(300));
-    assert!(started.elapsed() < Duration::from_secs(200), "the job hung: {:?}", started.elapsed());
-    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
-    crate::faults::observe("task panic", format!("exit 3 in {:.1} s: {}", started.elapsed().as_secs_f64(), crate::faults::last_line(&output)));
-    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
-    cluster.executors[0].assert_running();
-    cluster.scheduler.assert_running();
-}
-
-/// Exactly one scoring task across the cluster fails with a retryable error
-/// (a failpoint with a budget of one): Ballista runs it again and the job
-/// commits the local engine's audiences.
-#[tokio::test]
-async fn fault_a_retryable_task_fault_is_retried_and_the_audiences_are_unchanged() {
-    let (setup, local_out) = local_baseline().await;
-    let budget = format!("{}:1", setup.dir.path().join("fault-budget").display());
-    let mut cluster = Cluster::start();
-    let env = [(audience::failpoint::ENV, "fail-scoring"), (audience::failpoint::BUDGET_ENV, budget.as_str())];
-    cluster.add_executor(&env);
-    cluster.add_executor(&env);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 240");
-    let output = wait_with_timeout(spawn_run(&on_cluster), Duration::from_secs(300));
-    assert_eq!(output.status.code(), Some(0), "{}\n{}", stderr(&output), cluster.logs());
-    let fired = cluster.logs().matches("failpoint fired: fail-scoring").count();
-    assert_eq!(fired, 1, "one fault across the cluster:\n{}", cluster.logs());
-    crate::faults::observe("retryable task fault", "1 fault fired, exit 0, rows equal to the local engine's".into());
-    assert_eq!(committed_rows(&cluster_out), committed_rows(&local_out));
-}
-
-/// A job whose only executor is stalled mid-task when `kill` strikes part of
-/// the cluster: exit 3 within a bounded time (`timeout_seconds = 30` at the
-/// latest), nothing committed.
-async fn killed_mid_job(scenario: &str, kill: impl FnOnce(&mut Cluster)) {
-    let setup = setup().await;
-    let mut cluster = Cluster::start();
-    cluster.add_executor(&[(audience::failpoint::ENV, "stall-scoring")]);
-    let (on_cluster, cluster_out) = cluster_config(&setup, &cluster, "timeout_seconds = 30");
-    let job = spawn_run(&on_cluster);
-    let started = Instant::now();
-    wait_until("the scoring task to start", Duration::from_secs(120), || cluster.executors[0].log().contains("scoring task stalled"));
-    kill(&mut cluster);
-    let output = wait_with_timeout(job, Duration::from_secs(300));
-    assert_eq!(output.status.code(), Some(3), "{}\n{}", stderr(&output), cluster.logs());
-    crate::faults::observe(scenario, format!("exit 3 after {:.1} s: {}", started.elapsed().as_secs_f64(), crate::faults::last_line(&output)));
-    assert!(started.elapsed() < Duration::from_secs(150), "exit 3 after {:?}", started.elapsed());
-    assert!(!date_dir(&cluster_out).join("_SUCCESS").exists());
-}
-
-#[tokio::test]
-async fn fault_every_executor_killed_mid_job_exits_3_in_bounded_time() {
-    killed_mid_job("every executor killed", |cluster| cluster.executors[0].kill()).await;
-}
-
-#[tokio::test]
-async fn fault_the_scheduler_killed_mid_job_exits_3_in_bounded_time() {
-    killed_mid_job("scheduler killed", |cluster| cluster.scheduler.kill()).await;
-}
-
-fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// The plan the job sends, taken through the scheduler's decoding and planning
 /// and the executors' decoding, as the processes do; then executed from the
 /// decoded plan. Stock Ballista codecs cannot decode it.
+// Long: one round trip per operator of the job's plan, each checked the same way.
 #[tokio::test]
 async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side() {
     use audience::cluster::codec::{LogicalCodec, PhysicalCodec};
@@ -447,8 +332,8 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::{SessionConfig, SessionContext, col};
     use datafusion_proto::bytes::{
-        logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec, physical_plan_from_bytes_with_extension_codec,
-        physical_plan_to_bytes_with_extension_codec,
+        logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec,
+        physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
     };
 
     let setup = setup().await;
@@ -480,12 +365,20 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
     // The scheduler: decode with its codec, plan with its session.
     let config = SessionConfig::new_with_ballista().with_target_partitions(2);
     let scheduler = SessionContext::new_with_state(session::scheduler(config, &StorageOptions::default()).unwrap());
-    let stock = logical_plan_from_bytes_with_extension_codec(&bytes, &scheduler.task_ctx(), &ballista_core::serde::BallistaLogicalExtensionCodec::default());
+    let stock = logical_plan_from_bytes_with_extension_codec(
+        &bytes,
+        &scheduler.task_ctx(),
+        &ballista_core::serde::BallistaLogicalExtensionCodec::default(),
+    );
     assert!(stock.is_err(), "Ballista's stock codec should not know the scoring node");
-    let decoded = logical_plan_from_bytes_with_extension_codec(&bytes, &scheduler.task_ctx(), &LogicalCodec::default()).unwrap();
+    let decoded =
+        logical_plan_from_bytes_with_extension_codec(&bytes, &scheduler.task_ctx(), &LogicalCodec::default()).unwrap();
     let physical = scheduler.state().create_physical_plan(&decoded).await.unwrap();
     let text = displayable(physical.as_ref()).indent(false).to_string();
-    assert!(physical.downcast_ref::<ScoreExec>().is_some(), "the scheduler plans the scoring node as ScoreExec:\n{text}");
+    assert!(
+        physical.downcast_ref::<ScoreExec>().is_some(),
+        "the scheduler plans the scoring node as ScoreExec:\n{text}"
+    );
 
     // The executors: decode the task's plan with their codec and runtime.
     let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&physical), &PhysicalCodec::default()).unwrap();
@@ -502,9 +395,14 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
         registry.window_functions.clone(),
         session::runtime(&StorageOptions::default(), None).unwrap(),
     ));
-    let stock = physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &ballista_core::serde::BallistaPhysicalExtensionCodec::default());
+    let stock = physical_plan_from_bytes_with_extension_codec(
+        &bytes,
+        &executor,
+        &ballista_core::serde::BallistaPhysicalExtensionCodec::default(),
+    );
     assert!(stock.is_err(), "Ballista's stock codec should not know ScoreExec");
-    let on_executor = physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &PhysicalCodec::default()).unwrap();
+    let on_executor =
+        physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &PhysicalCodec::default()).unwrap();
     assert_eq!(displayable(on_executor.as_ref()).indent(false).to_string(), text);
 
     // Running the decoded plan gives the local engine's candidate table.

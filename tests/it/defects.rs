@@ -7,8 +7,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
 use audience::contract::Table;
-use audience::job::commit::{DateDir, missing_files};
-use audience::job::run::RunManifest;
+use audience::job::commit::missing_files;
+use audience::job::layout::DateDir;
+use audience::job::manifest::RunManifest;
 
 use crate::helpers::*;
 
@@ -79,7 +80,7 @@ async fn a_run_missing_an_audience_file_is_found_incomplete() {
     assert_eq!(missing_files(&run_dir, &manifest).await.unwrap(), Vec::<String>::new());
 
     let served = manifest.campaigns.iter().find(|c| c.audience > 0).unwrap();
-    let file = run_dir.join(&audience::job::commit::audience_file(&served.campaign_id));
+    let file = run_dir.join(&audience::job::layout::audience_file(&served.campaign_id));
     file.delete().await.unwrap();
     assert_eq!(missing_files(&run_dir, &manifest).await.unwrap(), vec![file.url().to_string()]);
 }
@@ -116,13 +117,18 @@ async fn the_validator_the_fingerprint_and_the_reader_see_the_same_files() {
     assert_eq!(report.rows[&Table::Users], users.num_rows() as u64);
 
     let manifest = manifest_of(&run(&setup.config("job.toml", ""), &[]));
-    assert_eq!(manifest["users_scored"].as_u64(), Some(users.num_rows() as u64), "every validated user is read, no other");
+    assert_eq!(
+        manifest["users_scored"].as_u64(),
+        Some(users.num_rows() as u64),
+        "every validated user is read, no other"
+    );
 }
 
 /// `array` (a List or FixedSizeList of Float32) as a List whose child is
 /// named `element`, as pyarrow writes it.
 fn as_pyarrow_list(array: &ArrayRef) -> ArrayRef {
-    let list = arrow::compute::cast(array, &DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))).unwrap();
+    let list =
+        arrow::compute::cast(array, &DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))).unwrap();
     let list = list.as_list::<i32>();
     let field = Arc::new(Field::new("element", DataType::Float32, true));
     Arc::new(ListArray::new(field, list.offsets().clone(), list.values().clone(), list.nulls().cloned()))
@@ -189,7 +195,11 @@ async fn a_model_json_with_impossible_sizes_is_rejected_naming_the_field() {
     let config = setup.config("job.toml", "");
     for out in [audience(&["validate", "--config", config.to_str().unwrap()], &[]), run(&config, &[])] {
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(stderr(&out).contains("features.user.categorical") && stderr(&out).contains("buckets"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("features.user.categorical") && stderr(&out).contains("buckets"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -224,10 +234,13 @@ async fn a_password_in_a_url_setting_never_reaches_the_manifest_or_the_log() {
 async fn a_null_inside_genre_affinity_is_rejected_by_name() {
     let (_dir, root) = small_world().await;
     edit_column(&root, Table::Users, "genre_affinity", |array| {
-        let list = arrow::compute::cast(array, &DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))).unwrap();
+        let list =
+            arrow::compute::cast(array, &DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true))))
+                .unwrap();
         let list = list.as_list::<i32>();
         let values = list.values().as_primitive::<arrow::datatypes::Float32Type>();
-        let with_null: arrow::array::Float32Array = values.iter().enumerate().map(|(i, v)| if i == 3 { None } else { v }).collect();
+        let with_null: arrow::array::Float32Array =
+            values.iter().enumerate().map(|(i, v)| if i == 3 { None } else { v }).collect();
         let field = Arc::new(Field::new_list_field(DataType::Float32, true));
         Arc::new(ListArray::new(field, list.offsets().clone(), Arc::new(with_null), list.nulls().cloned()))
     });

@@ -34,7 +34,8 @@ async fn no_command_overwrites_a_committed_run_and_a_folder_is_no_output_file() 
     let setup = setup().await;
     let (run_dir, manifest) = committed_run(&setup);
     let manifest_arg = manifest.to_str().unwrap();
-    let before: Vec<(std::path::PathBuf, Vec<u8>)> = walk(&setup.date_dir()).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let before: Vec<(std::path::PathBuf, Vec<u8>)> =
+        walk(&setup.date_dir()).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
     let audience_file = walk(&run_dir.join("audiences")).remove(0);
     let success = setup.date_dir().join("_SUCCESS");
     let (world, model) = (setup.world.to_str().unwrap(), setup.model.to_str().unwrap());
@@ -44,13 +45,16 @@ async fn no_command_overwrites_a_committed_run_and_a_folder_is_no_output_file() 
         assert_refused(&out, "--out");
         assert!(stderr(&out).contains("run --overwrite"), "{}", stderr(&out));
     }
-    let trained_into_run = audience(&["train", "--data", world, "--out", run_dir.to_str().unwrap(), "--epochs", "1"], &[]);
+    let trained_into_run =
+        audience(&["train", "--data", world, "--out", run_dir.to_str().unwrap(), "--epochs", "1"], &[]);
     assert_refused(&trained_into_run, "--out");
     let evaluated_into_run = audience(&["evaluate", "--data", world, "--model", model, "--report", manifest_arg], &[]);
     assert_refused(&evaluated_into_run, "--report");
-    let generated_into_run = audience(&["generate", "--out", run_dir.join("world").to_str().unwrap(), "--users", "50"], &[]);
+    let generated_into_run =
+        audience(&["generate", "--out", run_dir.join("world").to_str().unwrap(), "--users", "50"], &[]);
     assert_refused(&generated_into_run, "--out");
-    let after: Vec<(std::path::PathBuf, Vec<u8>)> = walk(&setup.date_dir()).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let after: Vec<(std::path::PathBuf, Vec<u8>)> =
+        walk(&setup.date_dir()).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
     assert_eq!(after, before, "a committed run's files changed");
 
     // The run's own report may be drawn again in place.
@@ -62,7 +66,8 @@ async fn no_command_overwrites_a_committed_run_and_a_folder_is_no_output_file() 
     std::fs::create_dir_all(&folder).unwrap();
     let report_into_folder = audience(&["report", "--manifest", manifest_arg, "--out", folder.to_str().unwrap()], &[]);
     assert_refused(&report_into_folder, folder.to_str().unwrap());
-    let evaluate_into_folder = audience(&["evaluate", "--data", world, "--model", model, "--report", folder.to_str().unwrap()], &[]);
+    let evaluate_into_folder =
+        audience(&["evaluate", "--data", world, "--model", model, "--report", folder.to_str().unwrap()], &[]);
     assert_refused(&evaluate_into_folder, folder.to_str().unwrap());
 }
 
@@ -91,7 +96,12 @@ async fn extreme_finite_numbers_are_refused_by_the_contract_before_any_run_write
     let validated = audience(&["validate", "--data", setup.world.to_str().unwrap()], &[]);
     assert_eq!(validated.status.code(), Some(2), "{}", String::from_utf8_lossy(&validated.stdout));
     let report = String::from_utf8_lossy(&validated.stdout).to_string() + &stderr(&validated);
-    assert!(report.contains("priority") && report.contains("value above the contract's limit of 1e6") && report.contains("1e300"), "{report}");
+    assert!(
+        report.contains("priority")
+            && report.contains("value above the contract's limit of 1e6")
+            && report.contains("1e300"),
+        "{report}"
+    );
     let run = run_job(&setup.config("job.toml", ""), &[], &[]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(stderr(&run).contains("priority"), "{}", stderr(&run));
@@ -115,11 +125,15 @@ async fn a_run_that_fails_after_writing_audiences_leaves_no_files() {
     let setup = setup().await;
     // 403: refused at once (a retried 503 would take a minute to give up).
     let rules = vec![Rule::new("PUT", "manifest.json", Fault::Status(403), usize::MAX)];
-    let (config, output, env, proxy) = crate::faults::through_proxy(&setup, "edges-cleanup", rules).await.expect("the S3 test server");
+    let (config, output, env, proxy) =
+        crate::faults::through_proxy(&setup, "edges-cleanup", rules).await.expect("the S3 test server");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = run_job(&config, &[], &env);
     assert_eq!(out.status.code(), Some(2), "permission denied: {}", stderr(&out));
-    assert!(proxy.seen().iter().any(|(m, t, f)| m == "PUT" && t.contains("/audiences/") && f.is_none()), "audiences were written first");
+    assert!(
+        proxy.seen().iter().any(|(m, t, f)| m == "PUT" && t.contains("/audiences/") && f.is_none()),
+        "audiences were written first"
+    );
     let left: Vec<String> = output.list().await.unwrap().iter().map(|o| o.location.to_string()).collect();
     assert_eq!(left, Vec::<String>::new(), "files of the failed run left behind");
 }
@@ -130,7 +144,8 @@ async fn a_run_that_fails_after_writing_audiences_leaves_no_files() {
 fn config_values_outside_their_range_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("job.toml");
-    let text = "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n[scoring]\nbatch_rows = 1000000000000\n";
+    let text =
+        "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n[scoring]\nbatch_rows = 1000000000000\n";
     std::fs::write(&config, text).unwrap();
     let out = audience(&["validate", "--config", config.to_str().unwrap()], &[]);
     assert_refused(&out, "scoring.batch_rows = 1e12: must be 1–262144");

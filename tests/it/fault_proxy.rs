@@ -140,7 +140,8 @@ async fn read_request(client: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::
         buffer.extend_from_slice(&chunk[..n]);
     }
     // Every upstream connection carries one request.
-    let mut lines: Vec<&str> = head_text.trim_end().split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    let mut lines: Vec<&str> =
+        head_text.trim_end().split("\r\n").filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
     lines.push("Connection: close");
     let head = format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes();
     let body = buffer[head_end..head_end + length].to_vec();
@@ -148,12 +149,19 @@ async fn read_request(client: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::
     Ok(Some(Request { method, target, head, body }))
 }
 
-async fn serve(mut client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+async fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    rules: &Mutex<Vec<Rule>>,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut client, &mut buffer).await? {
         let fault = {
             let mut rules = rules.lock().unwrap();
-            let rule = rules.iter_mut().find(|r| r.times > 0 && r.method == request.method && request.target.contains(r.target));
+            let rule = rules
+                .iter_mut()
+                .find(|r| r.times > 0 && r.method == request.method && request.target.contains(r.target));
             rule.map(|r| {
                 r.times -= 1;
                 r.fault
@@ -162,7 +170,8 @@ async fn serve(mut client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, 
         seen.lock().unwrap().push((request.method.clone(), request.target.clone(), fault));
         match fault {
             Some(Fault::Status(code)) => {
-                let answer = format!("HTTP/1.1 {code} Injected Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let answer =
+                    format!("HTTP/1.1 {code} Injected Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 client.write_all(answer.as_bytes()).await?;
                 return Ok(());
             }

@@ -2,22 +2,23 @@
 //! boundary, concurrent runs of one date, a full disk, and storage faults
 //! injected between the job and the S3 server. Every test's name contains
 //! `fault` (`cargo test fault` runs them with the cluster's in `cluster`); the
-//! README's fault table lists them with what they observed.
+//! docs/operations.md's fault table lists them with what they observed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use audience::failpoint::{ENV as FAILPOINT, JOB_POINTS};
-use audience::job::commit::{DateDir, missing_files};
-use audience::job::run::RunManifest;
+use audience::job::commit::missing_files;
+use audience::job::layout::DateDir;
+use audience::job::manifest::RunManifest;
 use audience::storage::Location;
 
 use crate::cloud::{Backend, Bucket};
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::helpers::*;
 
-/// What a fault test saw, for the README's fault table (`-- --nocapture`).
+/// What a fault test saw, for the fault table of docs/operations.md (`-- --nocapture`).
 pub fn observe(scenario: &str, what: String) {
     eprintln!("fault-obs {scenario}: {what}");
 }
@@ -40,7 +41,11 @@ async fn committed_whole(output: &Location) -> Option<String> {
     let marker = date_dir.committed().await.unwrap()?;
     let run_dir = date_dir.run(&marker.run_id);
     let manifest: RunManifest = serde_json::from_slice(&run_dir.join("manifest.json").read().await.unwrap()).unwrap();
-    assert_eq!(missing_files(&run_dir, &manifest).await.unwrap(), Vec::<String>::new(), "the committed run is not whole");
+    assert_eq!(
+        missing_files(&run_dir, &manifest).await.unwrap(),
+        Vec::<String>::new(),
+        "the committed run is not whole"
+    );
     assert!(manifest.campaigns.iter().any(|c| c.audience > 0), "the committed run serves no campaign");
     Some(marker.run_id)
 }
@@ -65,7 +70,8 @@ fn staging_files(dir: &Path) -> Vec<PathBuf> {
 fn run_dirs(output: &Path) -> Vec<String> {
     let date_dir = output.join(format!("dt={}", learnable_config().run_date));
     let Ok(entries) = std::fs::read_dir(date_dir) else { return Vec::new() };
-    let mut runs: Vec<String> = entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with("run=")).collect();
+    let mut runs: Vec<String> =
+        entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with("run=")).collect();
     runs.sort();
     runs
 }
@@ -91,7 +97,14 @@ async fn fault_a_crash_at_every_stage_boundary_never_commits_partially() {
         let run_id = committed_whole(&location(&output)).await.expect("the rerun commits");
         assert_eq!(run_dirs(&output), vec![format!("run={run_id}")], "{point}: the crashed run is removed");
         assert_eq!(staging_files(&output), Vec::<PathBuf>::new(), "{point}: staging files left");
-        observe("crash", format!("kill@{point}: {}, committed {}, {runs_after_crash} run dir(s) left; rerun exit 0, 1 run dir, no staging file", crashed.status, committed.is_some()));
+        observe(
+            "crash",
+            format!(
+                "kill@{point}: {}, committed {}, {runs_after_crash} run dir(s) left; rerun exit 0, 1 run dir, no staging file",
+                crashed.status,
+                committed.is_some()
+            ),
+        );
     }
 }
 
@@ -127,7 +140,10 @@ async fn fault_four_runs_of_one_date_one_overwriting_commit_one_whole_run() {
     // superseded manifest; every other names the committed one.
     let naming = outputs.iter().filter(|o| String::from_utf8_lossy(&o.stdout).contains(&run_id)).count();
     assert!(naming >= 1, "no process names the committed run {run_id}: {final_url}");
-    observe("concurrency", format!("4 exits 0, {naming} name the committed run, {} run dir(s) left", run_dirs(&output).len()));
+    observe(
+        "concurrency",
+        format!("4 exits 0, {naming} name the committed run, {} run dir(s) left", run_dirs(&output).len()),
+    );
 }
 
 /// The output root on a small tmpfs that is full while the audiences are
@@ -136,7 +152,10 @@ async fn fault_four_runs_of_one_date_one_overwriting_commit_one_whole_run() {
 async fn fault_a_full_disk_while_writing_exits_3_and_the_rerun_commits() {
     let is_root = unsafe { libc::geteuid() } == 0;
     if !is_root {
-        assert!(std::env::var("AUDIENCE_REQUIRE_TEST_SERVERS").is_err(), "the full-disk test needs root (to mount a tmpfs)");
+        assert!(
+            std::env::var("AUDIENCE_REQUIRE_TEST_SERVERS").is_err(),
+            "the full-disk test needs root (to mount a tmpfs)"
+        );
         eprintln!("skipped: the full-disk test needs root to mount a tmpfs");
         return;
     }
@@ -180,7 +199,11 @@ async fn fault_a_full_disk_while_writing_exits_3_and_the_rerun_commits() {
 /// the moto server `scripts/test.sh` starts) seen through a fault proxy with
 /// `rules`. `None` (skipped) without the server, a failure where the servers
 /// are required.
-pub(crate) async fn through_proxy(setup: &Setup, name: &str, rules: Vec<Rule>) -> Option<(PathBuf, Location, Vec<(&'static str, String)>, FaultProxy)> {
+pub(crate) async fn through_proxy(
+    setup: &Setup,
+    name: &str,
+    rules: Vec<Rule>,
+) -> Option<(PathBuf, Location, Vec<(&'static str, String)>, FaultProxy)> {
     let bucket = Bucket::create(Backend::S3, name)?;
     let endpoint = std::env::var("AUDIENCE_TEST_S3_ENDPOINT").unwrap();
     let proxy = FaultProxy::start(&endpoint, rules);
@@ -239,9 +262,18 @@ async fn fault_storage_errors_during_writes_and_the_commit_are_retried() {
     assert_eq!(out.status.code(), Some(0), "{}\n{:#?}", stderr(&out), proxy.seen());
     assert!(proxy.unfired().is_empty(), "faults not injected: {:?}", proxy.unfired());
     committed_whole(&output).await.expect("committed");
-    let success_puts = proxy.seen().iter().filter(|(m, t, f)| m == "PUT" && t.contains("_SUCCESS") && f.is_none()).count();
+    let success_puts =
+        proxy.seen().iter().filter(|(m, t, f)| m == "PUT" && t.contains("_SUCCESS") && f.is_none()).count();
     assert_eq!(success_puts, 1, "the commit reached the server once");
-    observe("storage retried", format!("{} of {} requests faulted, exit 0 in {:.1} s", proxy.injected(), proxy.seen().len(), started.elapsed().as_secs_f64()));
+    observe(
+        "storage retried",
+        format!(
+            "{} of {} requests faulted, exit 0 in {:.1} s",
+            proxy.injected(),
+            proxy.seen().len(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
     assert!(!stderr(&out).contains(&secret_of(&env)), "the secret key in the log");
 }
 
@@ -272,7 +304,15 @@ async fn fault_a_storage_outage_exits_3_with_nothing_committed() {
     let started = std::time::Instant::now();
     let out = run_with_env(&config, &env);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    observe("outage", format!("exit 3 in {:.1} s after {} faulted requests: {}", started.elapsed().as_secs_f64(), proxy.injected(), last_line(&out)));
+    observe(
+        "outage",
+        format!(
+            "exit 3 in {:.1} s after {} faulted requests: {}",
+            started.elapsed().as_secs_f64(),
+            proxy.injected(),
+            last_line(&out)
+        ),
+    );
     assert!(proxy.injected() > 1, "the puts were answered 503 and retried: {:?}", proxy.seen());
     assert!(stderr(&out).contains("503"), "{}", stderr(&out));
     assert_eq!(committed_whole(&output).await, None);
@@ -312,5 +352,12 @@ async fn fault_storage_errors_while_reading_the_inputs_and_model_are_retried() {
     };
     assert_eq!(rows(&faulty_out).await, rows(&clean_out).await, "the faults changed the audiences");
     assert!(!stderr(&faulty).contains(&secret_of(&bucket.env)), "the secret key in the log");
-    observe("input reads", format!("{} of {} requests faulted, exit 0, audiences equal to a run without faults", proxy.injected(), proxy.seen().len()));
+    observe(
+        "input reads",
+        format!(
+            "{} of {} requests faulted, exit 0, audiences equal to a run without faults",
+            proxy.injected(),
+            proxy.seen().len()
+        ),
+    );
 }

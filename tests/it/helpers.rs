@@ -7,14 +7,14 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{Float64Type, Int64Type};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Float64Type, Int64Type};
 use audience::contract::Table;
 use audience::contract::validate::{Report, validate_world};
-use audience::storage::Location;
 use audience::model::train::TrainOptions;
 use audience::model::workflow::train_and_save;
+use audience::storage::Location;
 use audience::world::WorldConfig;
 use audience::world::write::generate;
 use object_store::ObjectStoreExt;
@@ -23,7 +23,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// A small world: quick to generate, big enough to hold every kind of row.
 pub fn small_config(seed: u64) -> WorldConfig {
-    WorldConfig { seed, users: 600, podcasts: 150, campaigns: 30, impressions: 3_000, days: 3, ..WorldConfig::default() }
+    WorldConfig {
+        seed,
+        users: 600,
+        podcasts: 150,
+        campaigns: 30,
+        impressions: 3_000,
+        days: 3,
+        ..WorldConfig::default()
+    }
 }
 
 /// Generates a small world into a new temporary directory.
@@ -44,10 +52,8 @@ pub async fn validate(root: &Path) -> Report {
 
 /// Every data file of a table, sorted.
 pub fn table_files(root: &Path, table: Table) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(table.name()))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(root.join(table.name())).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
 }
@@ -109,7 +115,15 @@ pub fn only_problem(report: &Report, table: Table, column: &str) -> String {
 
 /// A world with enough impressions to learn from, over 8 days.
 pub fn learnable_config() -> WorldConfig {
-    WorldConfig { seed: 11, users: 3_000, podcasts: 200, campaigns: 40, impressions: 40_000, days: 8, ..WorldConfig::default() }
+    WorldConfig {
+        seed: 11,
+        users: 3_000,
+        podcasts: 200,
+        campaigns: 40,
+        impressions: 40_000,
+        days: 8,
+        ..WorldConfig::default()
+    }
 }
 
 pub async fn learnable_world() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -155,10 +169,8 @@ impl Setup {
 
     pub fn run_dirs(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.date_dir()) else { return Vec::new() };
-        let mut runs: Vec<String> = entries
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with("run="))
-            .collect();
+        let mut runs: Vec<String> =
+            entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.starts_with("run=")).collect();
         runs.sort();
         runs
     }
@@ -184,6 +196,9 @@ pub fn libtorch_alone() -> std::sync::MutexGuard<'static, ()> {
 
 /// Trains and saves a model in this process, deterministically for its seed
 /// (alone, on a fixed number of libtorch threads: this machine's cores).
+// The guard is held across the training's awaits on purpose: it keeps other
+// tests (each on its own runtime and thread) off libtorch until this one ends.
+#[allow(clippy::await_holding_lock)]
 pub async fn train(data: &Location, out: &Location, options: &TrainOptions) -> audience::model::artifact::Manifest {
     let _alone = libtorch_alone();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -29,7 +29,8 @@ async fn a_run_commits_audiences_that_respect_every_rule_and_reruns_are_safe() {
     assert!(!rows.is_empty());
     let world = World::new(learnable_config());
     let date = learnable_config().run_date;
-    let campaigns: HashMap<&str, &audience::world::Campaign> = world.campaigns.iter().map(|c| (c.campaign_id.as_str(), c)).collect();
+    let campaigns: HashMap<&str, &audience::world::Campaign> =
+        world.campaigns.iter().map(|c| (c.campaign_id.as_str(), c)).collect();
     let mut spend: HashMap<&str, f64> = HashMap::new();
     let mut size: HashMap<&str, u64> = HashMap::new();
     let mut per_user: HashMap<(i64, bool), u32> = HashMap::new();
@@ -42,14 +43,18 @@ async fn a_run_commits_audiences_that_respect_every_rule_and_reruns_are_safe() {
         let index = (*user_id - 1) as u64;
         let user = world.user(index);
         assert!(campaign.targets(&user), "{user_id} is outside {campaign_id}'s targeting or channel rules");
-        assert!(!world.follows(index, &user).contains(&campaign.podcast), "{user_id} already follows {campaign_id}'s podcast");
+        assert!(
+            !world.follows(index, &user).contains(&campaign.podcast),
+            "{user_id} already follows {campaign_id}'s podcast"
+        );
         *spend.entry(campaign.campaign_id.as_str()).or_default() += cost;
         *size.entry(campaign.campaign_id.as_str()).or_default() += 1;
         *per_user.entry((*user_id, campaign.channel == audience::contract::Channel::Ad)).or_default() += 1;
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(
-        setup.date_dir().join(format!("run={run_id}")).join("manifest.json"),
-    ).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(setup.date_dir().join(format!("run={run_id}")).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
     for report in manifest["campaigns"].as_array().unwrap() {
         let id = report["campaign_id"].as_str().unwrap();
         let budget = report["budget"].as_f64().unwrap();
@@ -78,7 +83,12 @@ async fn a_run_commits_audiences_that_respect_every_rule_and_reruns_are_safe() {
     assert_eq!(replaced.status.code(), Some(0), "{}", stderr(&replaced));
     let (new_run, _) = committed_audiences(&location(&setup.output()), learnable_config().run_date).await;
     assert_ne!(new_run, run_id);
-    assert_eq!(setup.run_dirs(), vec![format!("run={new_run}")], "the superseded run is removed: {}", stderr(&replaced));
+    assert_eq!(
+        setup.run_dirs(),
+        vec![format!("run={new_run}")],
+        "the superseded run is removed: {}",
+        stderr(&replaced)
+    );
 }
 
 #[tokio::test]
@@ -171,7 +181,9 @@ async fn the_next_date_warm_starts_from_the_last_run_and_reports_churn() {
 
     let cold_config = setup.config("cold.toml", "");
     let cold_root = setup.dir.path().join("cold");
-    let text = std::fs::read_to_string(&cold_config).unwrap().replace(setup.output().to_str().unwrap(), cold_root.to_str().unwrap());
+    let text = std::fs::read_to_string(&cold_config)
+        .unwrap()
+        .replace(setup.output().to_str().unwrap(), cold_root.to_str().unwrap());
     std::fs::write(&cold_config, text).unwrap();
     let cold = manifest_of(&run(&cold_config, &[]));
 
@@ -179,15 +191,25 @@ async fn the_next_date_warm_starts_from_the_last_run_and_reports_churn() {
     assert!(cold["previous_run"].is_null());
     assert!(warm["warm_started_campaigns"].as_u64().unwrap() > 0);
     assert_eq!(cold["warm_started_campaigns"].as_u64(), Some(0));
-    let (warm_iterations, cold_iterations) = (warm["solver_iterations"].as_u64().unwrap(), cold["solver_iterations"].as_u64().unwrap());
-    assert!(warm_iterations < cold_iterations, "warm {warm_iterations} vs cold {cold_iterations} iterations, model {}, gaps {} {}, values {} {}", warm["model_version"], warm["gap"], cold["gap"], warm["solver_value"], cold["solver_value"]);
+    let (warm_iterations, cold_iterations) =
+        (warm["solver_iterations"].as_u64().unwrap(), cold["solver_iterations"].as_u64().unwrap());
+    assert!(
+        warm_iterations < cold_iterations,
+        "warm {warm_iterations} vs cold {cold_iterations} iterations, model {}, gaps {} {}, values {} {}",
+        warm["model_version"],
+        warm["gap"],
+        cold["gap"],
+        warm["solver_value"],
+        cold["solver_value"]
+    );
     let (warm_gap, cold_gap) = (warm["gap"].as_f64().unwrap(), cold["gap"].as_f64().unwrap());
     assert!(warm_gap <= cold_gap + 0.002, "warm gap {warm_gap} vs cold {cold_gap}");
 
     let churn = warm["churn"].as_f64().expect("churn against the previous run");
     assert!((0.0..=1.0).contains(&churn), "{churn}");
     assert!(cold["churn"].is_null());
-    let served: Vec<&serde_json::Value> = warm["campaigns"].as_array().unwrap().iter().filter(|c| c["audience"].as_u64() > Some(0)).collect();
+    let served: Vec<&serde_json::Value> =
+        warm["campaigns"].as_array().unwrap().iter().filter(|c| c["audience"].as_u64() > Some(0)).collect();
     assert!(!served.is_empty());
     for campaign in &served {
         let churn = campaign["churn"].as_f64().unwrap_or_else(|| panic!("{}: no churn", campaign["campaign_id"]));

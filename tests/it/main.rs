@@ -3,8 +3,9 @@
 mod ab;
 mod allocate;
 mod cli;
-mod cluster;
 mod cloud;
+mod cluster;
+mod cluster_faults;
 mod defects;
 mod edges;
 mod fault_proxy;

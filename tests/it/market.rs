@@ -14,7 +14,15 @@ use crate::helpers::*;
 /// A mid-sized world: enough users that floors rarely bind, enough campaigns
 /// that every channel × objective group has several.
 fn market_config() -> WorldConfig {
-    WorldConfig { seed: 21, users: 20_000, podcasts: 300, campaigns: 90, impressions: 40_000, days: 6, ..WorldConfig::default() }
+    WorldConfig {
+        seed: 21,
+        users: 20_000,
+        podcasts: 300,
+        campaigns: 90,
+        impressions: 40_000,
+        days: 6,
+        ..WorldConfig::default()
+    }
 }
 
 #[tokio::test]

@@ -10,8 +10,13 @@ use crate::helpers::{audience, manifest_of, run_job, setup, stderr};
 
 /// Debian's Chromium, or `AUDIENCE_CHROMIUM`. Missing is a failure, not a skip.
 fn chromium() -> PathBuf {
-    let binary = std::env::var_os("AUDIENCE_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(binary.exists(), "{} not found: the browser tests need Chromium (scripts/test.sh installs Debian's chromium)", binary.display());
+    let binary =
+        std::env::var_os("AUDIENCE_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    assert!(
+        binary.exists(),
+        "{} not found: the browser tests need Chromium (scripts/test.sh installs Debian's chromium)",
+        binary.display()
+    );
     binary
 }
 
@@ -69,7 +74,10 @@ fn page_requests(log: &Path) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|e| &e["type"] == start_job)
-        .filter(|e| e["params"]["network_isolation_key"].as_str().is_some_and(|k| k.contains("file://")) || e["params"]["initiator"] == "null")
+        .filter(|e| {
+            e["params"]["network_isolation_key"].as_str().is_some_and(|k| k.contains("file://"))
+                || e["params"]["initiator"] == "null"
+        })
         .map(|e| e["params"]["url"].as_str().unwrap_or_default().to_string())
         .collect()
 }
@@ -80,11 +88,16 @@ fn assert_sections(rendered: &Rendered, sections: &[&str], at_least_figures: usi
     }
     let figures = rendered.dom.matches("<figure").count();
     assert!(figures >= at_least_figures, "{figures} figures, expected at least {at_least_figures}");
-    let svgs = rendered.dom.split("<figure").skip(1).filter(|f| f.contains("<svg") && f.contains("<figcaption>")).count();
+    let svgs =
+        rendered.dom.split("<figure").skip(1).filter(|f| f.contains("<svg") && f.contains("<figcaption>")).count();
     assert_eq!(svgs, figures, "every figure holds an SVG and a caption");
     // The sort script ran in the browser: it marks the headers it made sortable.
     assert!(rendered.dom.contains("<th class=\"sortable\""), "the inline script did not run");
-    assert!(rendered.screenshot.starts_with(b"\x89PNG") && rendered.screenshot.len() > 20_000, "screenshot of {} bytes", rendered.screenshot.len());
+    assert!(
+        rendered.screenshot.starts_with(b"\x89PNG") && rendered.screenshot.len() > 20_000,
+        "screenshot of {} bytes",
+        rendered.screenshot.len()
+    );
     assert_eq!(rendered.requests, Vec::<String>::new(), "the page made network requests");
 }
 
@@ -92,7 +105,8 @@ fn assert_sections(rendered: &Rendered, sections: &[&str], at_least_figures: usi
 fn the_request_check_sees_a_page_that_fetches() {
     let scratch = tempfile::tempdir().unwrap();
     let page = scratch.path().join("fetches.html");
-    std::fs::write(&page, "<!DOCTYPE html><html><body><img src=\"http://127.0.0.1:9/pixel.png\"></body></html>").unwrap();
+    std::fs::write(&page, "<!DOCTYPE html><html><body><img src=\"http://127.0.0.1:9/pixel.png\"></body></html>")
+        .unwrap();
     let log = scratch.path().join("net-log.json");
     browse(scratch.path(), &["--dump-dom".into(), format!("--log-net-log={}", log.display())], &page);
     assert_eq!(page_requests(&log), vec!["http://127.0.0.1:9/pixel.png".to_string()]);
@@ -117,7 +131,8 @@ async fn a_committed_run_has_a_report_a_browser_renders_and_bad_manifests_are_re
     // `audience report` renders the same page again from the manifest.
     let manifest_path = run_dir.join("manifest.json");
     let again = scratch.path().join("again.html");
-    let output = audience(&["report", "--manifest", manifest_path.to_str().unwrap(), "--out", again.to_str().unwrap()], &[]);
+    let output =
+        audience(&["report", "--manifest", manifest_path.to_str().unwrap(), "--out", again.to_str().unwrap()], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(std::fs::read_to_string(&again).unwrap(), html);
 
@@ -127,7 +142,9 @@ async fn a_committed_run_has_a_report_a_browser_renders_and_bad_manifests_are_re
     other_version["manifest_version"] = 99.into();
     let mut missing_field = original.clone();
     missing_field.as_object_mut().unwrap().remove("campaigns");
-    for (name, bad, expected) in [("version", other_version, "manifest_version is 99"), ("field", missing_field, "campaigns")] {
+    for (name, bad, expected) in
+        [("version", other_version, "manifest_version is 99"), ("field", missing_field, "campaigns")]
+    {
         let dir = scratch.path().join(name);
         std::fs::create_dir(&dir).unwrap();
         let path = dir.join("manifest.json");
@@ -145,7 +162,15 @@ async fn the_model_report_draws_curves_calibration_and_tiers_in_a_browser() {
     let scratch = tempfile::tempdir().unwrap();
     let page = scratch.path().join("model.html");
     let output = audience(
-        &["evaluate", "--data", setup.world.to_str().unwrap(), "--model", setup.model.to_str().unwrap(), "--report", page.to_str().unwrap()],
+        &[
+            "evaluate",
+            "--data",
+            setup.world.to_str().unwrap(),
+            "--model",
+            setup.model.to_str().unwrap(),
+            "--report",
+            page.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -153,6 +178,10 @@ async fn the_model_report_draws_curves_calibration_and_tiers_in_a_browser() {
     // Five precision-recall figures, five calibration figures, one by tier.
     assert_sections(&rendered, &["summary", "precision-recall", "calibration", "tiers", "metrics"], 11);
     for task in audience::contract::TASKS {
-        assert!(rendered.dom.contains(&format!("{task}: precision-recall")) && rendered.dom.contains(&format!("{task}: calibration")), "{task}");
+        assert!(
+            rendered.dom.contains(&format!("{task}: precision-recall"))
+                && rendered.dom.contains(&format!("{task}: calibration")),
+            "{task}"
+        );
     }
 }

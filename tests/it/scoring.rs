@@ -12,9 +12,9 @@ use audience::model::features::FeatureSpec;
 use audience::model::features::{encode_users, pair_features};
 use audience::model::fused::{Kernel, Precision, bf16_supported};
 use audience::model::network::{Architecture, Inputs};
-use audience::scoring::members::member_probabilities;
 use audience::model::train::{TrainOptions, train};
 use audience::scoring::eligibility::active_campaigns;
+use audience::scoring::members::member_probabilities;
 use audience::scoring::{ScoreOptions, Scored, score};
 use audience::world::World;
 use chrono::NaiveDate;
@@ -24,8 +24,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 use crate::float::{assert_close, assert_tensors_close, fan_ins};
-use crate::helpers::*;
 use crate::helpers::learnable_world;
+use crate::helpers::*;
 use crate::model::quick_options;
 
 fn random_model(seed: i64) -> Model {
@@ -53,7 +53,9 @@ async fn the_factorised_path_equals_the_plain_forward_pass() {
     // Users, campaigns and pair features from unrelated impressions.
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let n = 2_000;
-    let pick = |rng: &mut ChaCha8Rng| Tensor::from_slice(&(0..n).map(|_| rng.random_range(0..data.len() as i64)).collect::<Vec<_>>());
+    let pick = |rng: &mut ChaCha8Rng| {
+        Tensor::from_slice(&(0..n).map(|_| rng.random_range(0..data.len() as i64)).collect::<Vec<_>>())
+    };
     let (users, campaigns, pairs) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
     let inputs = Inputs {
         user_cat: data.inputs.user_cat.index_select(0, &users),
@@ -70,7 +72,12 @@ async fn the_factorised_path_equals_the_plain_forward_pass() {
     let mut kernel = Kernel::new(&factorised.layers(), Precision::Fp32).unwrap();
     let fused = kernel.all_heads(&Vec::<f32>::try_from(first.view([-1])).unwrap());
     let fused = Tensor::from_slice(&fused).view([n as i64, 5]);
-    assert_tensors_close(&fused, &plain, &fan_ins(&model.spec, &model.architecture), "scoring kernel vs libtorch's forward pass");
+    assert_tensors_close(
+        &fused,
+        &plain,
+        &fan_ins(&model.spec, &model.architecture),
+        "scoring kernel vs libtorch's forward pass",
+    );
 }
 
 /// The generator's own view of who may see which active campaign.
@@ -169,7 +176,13 @@ async fn campaign_rules_flight_dates_status_and_budget() {
     let day = (date - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
     let campaigns = read_table(&root, Table::Campaigns);
     let n = campaigns.num_rows();
-    let ids: Vec<String> = campaigns.column_by_name("campaign_id").unwrap().as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect();
+    let ids: Vec<String> = campaigns
+        .column_by_name("campaign_id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect();
     // Every campaign active all around the run date with a budget, then one
     // exception per rule: paused, ended, not started, no budget, paced budget.
     let mut status = vec!["active"; n];
@@ -177,15 +190,33 @@ async fn campaign_rules_flight_dates_status_and_budget() {
     edit_column(&root, Table::Campaigns, "status", |_| Arc::new(StringArray::from(status.clone())) as ArrayRef);
     let dates = |f: &dyn Fn(usize) -> i32| Arc::new(Date32Array::from((0..n).map(f).collect::<Vec<_>>())) as ArrayRef;
     edit_column(&root, Table::Campaigns, "start_date", |_| dates(&|row| if row == 1 { day + 1 } else { day - 3 }));
-    edit_column(&root, Table::Campaigns, "end_date", |_| dates(&|row| if row == 2 { day - 1 } else if row == 4 { day + 3 } else { day + 9 }));
-    let budgets: Vec<Option<f64>> = (0..n).map(|row| match row { 3 => Some(0.0), 4 => None, _ => Some(100.0) }).collect();
+    edit_column(&root, Table::Campaigns, "end_date", |_| {
+        dates(&|row| {
+            if row == 2 {
+                day - 1
+            } else if row == 4 {
+                day + 3
+            } else {
+                day + 9
+            }
+        })
+    });
+    let budgets: Vec<Option<f64>> = (0..n)
+        .map(|row| match row {
+            3 => Some(0.0),
+            4 => None,
+            _ => Some(100.0),
+        })
+        .collect();
     edit_column(&root, Table::Campaigns, "budget", |_| Arc::new(Float64Array::from(budgets.clone())) as ArrayRef);
     let totals: Vec<Option<f64>> = (0..n).map(|row| (row == 4).then_some(1_000.0)).collect();
     let spent: Vec<Option<f64>> = (0..n).map(|row| (row == 4).then_some(200.0)).collect();
     edit_column(&root, Table::Campaigns, "total_budget", |_| Arc::new(Float64Array::from(totals.clone())) as ArrayRef);
     edit_column(&root, Table::Campaigns, "spent_to_date", |_| Arc::new(Float64Array::from(spent.clone())) as ArrayRef);
 
-    let ctx = audience::tables::session(&location(&root), &[Table::Campaigns, Table::Podcasts], SessionConfig::new()).await.unwrap();
+    let ctx = audience::tables::session(&location(&root), &[Table::Campaigns, Table::Podcasts], SessionConfig::new())
+        .await
+        .unwrap();
     let (active, _) = active_campaigns(&ctx, date).await.unwrap();
     let active_ids: HashSet<&str> = active.iter().map(|c| c.campaign_id.as_str()).collect();
     assert!(!active_ids.contains(ids[0].as_str()), "paused campaign");
@@ -200,8 +231,18 @@ async fn campaign_rules_flight_dates_status_and_budget() {
 
 /// Scores the learnable world with every eligible pair kept (pools larger
 /// than any campaign's eligible users).
-async fn score_everything(root: &std::path::Path, model: &Model, precision: Precision) -> Result<Scored, audience::scoring::ScoreError> {
-    let options = ScoreOptions { slack: 1e9, partitions: 2, batch_rows: 700, precision, ..ScoreOptions::new(learnable_config().run_date) };
+async fn score_everything(
+    root: &std::path::Path,
+    model: &Model,
+    precision: Precision,
+) -> Result<Scored, audience::scoring::ScoreError> {
+    let options = ScoreOptions {
+        slack: 1e9,
+        partitions: 2,
+        batch_rows: 700,
+        precision,
+        ..ScoreOptions::new(learnable_config().run_date)
+    };
     score(&location(root), model, &options).await
 }
 
@@ -214,9 +255,15 @@ fn trained(data: &Dataset) -> Model {
 
 /// Every pool entry as (campaign, user) → probability.
 fn entries(scored: &Scored) -> HashMap<(usize, i64), f32> {
-    scored.pools.iter().enumerate().flat_map(|(c, pool)| pool.iter().map(move |e| ((c, e.user_id), e.p_objective))).collect()
+    scored
+        .pools
+        .iter()
+        .enumerate()
+        .flat_map(|(c, pool)| pool.iter().map(move |e| ((c, e.user_id), e.p_objective)))
+        .collect()
 }
 
+// Long: fp32 and bf16 share the world, the model and the reference pass.
 #[tokio::test]
 async fn scored_probabilities_equal_the_plain_forward_pass_and_bf16_stays_within_its_bound() {
     let (_dir, root) = learnable_world().await;
@@ -244,7 +291,15 @@ async fn scored_probabilities_equal_the_plain_forward_pass_and_bf16_stays_within
     // The members' probabilities are those of one plain forward pass over
     // inputs built here from the tables (not through the members pass).
     let ctx = audience::tables::session(&location(&root), &[Table::Users], SessionConfig::new()).await.unwrap();
-    let batches = ctx.table("users").await.unwrap().select(audience::scoring::USER_COLUMNS.map(datafusion::prelude::col).to_vec()).unwrap().collect().await.unwrap();
+    let batches = ctx
+        .table("users")
+        .await
+        .unwrap()
+        .select(audience::scoring::USER_COLUMNS.map(datafusion::prelude::col).to_vec())
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let users = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     let users = encode_users(&model.spec, "users", &users).unwrap();
     let row_of: HashMap<i64, usize> = users.user_id.iter().enumerate().map(|(r, &id)| (id, r)).collect();
@@ -255,7 +310,11 @@ async fn scored_probabilities_equal_the_plain_forward_pass_and_bf16_stays_within
             let row = row_of[&entry.user_id];
             user_index.push(row as i64);
             campaign_index.push(c as i64);
-            pair.extend(pair_features(users.affinity(row, rows.genre[c]), users.language[row] == rows.language[c], hour));
+            pair.extend(pair_features(
+                users.affinity(row, rows.genre[c]),
+                users.language[row] == rows.language[c],
+                hour,
+            ));
         }
     }
     let (n, m) = (users.rows.n as i64, rows.rows.n as i64);

@@ -58,7 +58,10 @@ async fn torchscript_export_scores_like_the_native_model() {
     crate::helpers::train(&location(&root), &location(&native_dir), &options).await;
     let scripted_dir = dir.path().join("scripted");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/export_torchscript.py");
-    let export = std::process::Command::new(python).args([script, native_dir.to_str().unwrap(), scripted_dir.to_str().unwrap()]).output().unwrap();
+    let export = std::process::Command::new(python)
+        .args([script, native_dir.to_str().unwrap(), scripted_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
 
     let (native, _) = artifact::load(&location(&native_dir)).await.unwrap();

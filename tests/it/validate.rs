@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Array, Float32Builder, Float64Array, Int64Array, ListBuilder,
-    StringArray,
+    Array, ArrayRef, AsArray, Float32Array, Float32Builder, Float64Array, Int64Array, ListBuilder, StringArray,
 };
 use arrow::datatypes::{Date32Type, Float32Type, Float64Type, Int64Type};
 use audience::contract::Table;
@@ -38,7 +37,9 @@ async fn missing_required_column_is_named() {
 #[tokio::test]
 async fn mistyped_column_names_both_types() {
     let (_dir, root) = small_world().await;
-    edit_column(&root, Table::Users, "follows_count", |a| arrow::compute::cast(a, &arrow::datatypes::DataType::Int64).unwrap());
+    edit_column(&root, Table::Users, "follows_count", |a| {
+        arrow::compute::cast(a, &arrow::datatypes::DataType::Int64).unwrap()
+    });
     let problem = only_problem(&validate(&root).await, Table::Users, "follows_count");
     assert!(problem.contains("has type Int64, expected Int32"), "{problem}");
 }
@@ -62,7 +63,9 @@ async fn duplicate_key_names_the_key() {
     let ids = podcasts.column_by_name("podcast_id").unwrap().as_primitive::<Int64Type>().clone();
     let duplicated = ids.value(3);
     edit_column(&root, Table::Podcasts, "podcast_id", |_| {
-        Arc::new(Int64Array::from_iter_values(ids.values().iter().enumerate().map(|(i, &v)| if i == 9 { duplicated } else { v })))
+        Arc::new(Int64Array::from_iter_values(
+            ids.values().iter().enumerate().map(|(i, &v)| if i == 9 { duplicated } else { v }),
+        ))
     });
     let problem = only_problem(&validate(&root).await, Table::Podcasts, "podcast_id");
     assert_eq!(problem, format!("podcasts.podcast_id: duplicate key, e.g. podcast_id={duplicated}"));
@@ -90,7 +93,9 @@ async fn unknown_enum_value_is_quoted() {
     let (_dir, root) = small_world().await;
     edit_column(&root, Table::Campaigns, "kind", |a| {
         let kinds = a.as_string::<i32>();
-        Arc::new(StringArray::from_iter_values(kinds.iter().enumerate().map(|(i, v)| if i == 0 { "banner" } else { v.unwrap() })))
+        Arc::new(StringArray::from_iter_values(
+            kinds.iter().enumerate().map(|(i, v)| if i == 0 { "banner" } else { v.unwrap() }),
+        ))
     });
     let problem = only_problem(&validate(&root).await, Table::Campaigns, "kind");
     assert!(problem.contains("unknown value (expected one of ad, promotion)"), "{problem}");
@@ -103,7 +108,9 @@ fn set_campaign_float(root: &std::path::Path, column: &str, row: usize, value: f
     let id = campaigns.column_by_name("campaign_id").unwrap().as_string::<i32>().value(row).to_string();
     edit_column(root, Table::Campaigns, column, |a| {
         let values = a.as_primitive::<Float64Type>();
-        Arc::new(Float64Array::from_iter(values.iter().enumerate().map(|(i, v)| if i == row { Some(value) } else { v })))
+        Arc::new(Float64Array::from_iter(
+            values.iter().enumerate().map(|(i, v)| if i == row { Some(value) } else { v }),
+        ))
     });
     id
 }
@@ -132,11 +139,15 @@ async fn start_after_end_is_rejected() {
     let end = campaigns.column_by_name("end_date").unwrap().as_primitive::<Date32Type>().value(1);
     edit_column(&root, Table::Campaigns, "start_date", |a| {
         let starts = a.as_primitive::<Date32Type>();
-        let edited: Vec<i32> = starts.values().iter().enumerate().map(|(i, &d)| if i == 1 { end + 3 } else { d }).collect();
+        let edited: Vec<i32> =
+            starts.values().iter().enumerate().map(|(i, &d)| if i == 1 { end + 3 } else { d }).collect();
         Arc::new(arrow::array::Date32Array::from(edited))
     });
     let problem = only_problem(&validate(&root).await, Table::Campaigns, "start_date");
-    assert!(problem.starts_with(&format!("campaigns.start_date: start_date after end_date, e.g. campaign_id={id}")), "{problem}");
+    assert!(
+        problem.starts_with(&format!("campaigns.start_date: start_date after end_date, e.g. campaign_id={id}")),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +156,9 @@ async fn path_unsafe_campaign_id_is_rejected() {
     for bad in ["../x", "a/b", "", &"x".repeat(65)] {
         edit_column(&root, Table::Campaigns, "campaign_id", |a| {
             let ids = a.as_string::<i32>();
-            Arc::new(StringArray::from_iter_values(ids.iter().enumerate().map(|(i, v)| if i == 2 { bad } else { v.unwrap() })))
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().enumerate().map(|(i, v)| if i == 2 { bad } else { v.unwrap() }),
+            ))
         });
         let report = validate(&root).await;
         let problem = only_problem(&report, Table::Campaigns, "campaign_id");
@@ -154,7 +167,9 @@ async fn path_unsafe_campaign_id_is_rejected() {
         // Put a valid id back for the next case.
         edit_column(&root, Table::Campaigns, "campaign_id", |a| {
             let ids = a.as_string::<i32>();
-            Arc::new(StringArray::from_iter_values(ids.iter().enumerate().map(|(i, v)| if i == 2 { "fixed-id" } else { v.unwrap() })))
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().enumerate().map(|(i, v)| if i == 2 { "fixed-id" } else { v.unwrap() }),
+            ))
         });
     }
 }
@@ -179,7 +194,9 @@ async fn genre_affinity_of_the_wrong_length_names_the_user() {
     let problem = only_problem(&validate(&root).await, Table::Users, "genre_affinity");
     assert_eq!(
         problem,
-        format!("users.genre_affinity: wrong length (expected 16, one value per genre), e.g. user_id={user} (length 15)")
+        format!(
+            "users.genre_affinity: wrong length (expected 16, one value per genre), e.g. user_id={user} (length 15)"
+        )
     );
 }
 
@@ -233,10 +250,17 @@ async fn campaign_naming_an_unknown_podcast_is_rejected() {
     let id = campaigns.column_by_name("campaign_id").unwrap().as_string::<i32>().value(0).to_string();
     edit_column(&root, Table::Campaigns, "podcast_id", |a| {
         let ids = a.as_primitive::<Int64Type>();
-        Arc::new(Int64Array::from_iter_values(ids.values().iter().enumerate().map(|(i, &v)| if i == 0 { 999_999 } else { v })))
+        Arc::new(Int64Array::from_iter_values(
+            ids.values().iter().enumerate().map(|(i, &v)| if i == 0 { 999_999 } else { v }),
+        ))
     });
     let problem = only_problem(&validate(&root).await, Table::Campaigns, "podcast_id");
-    assert_eq!(problem, format!("campaigns.podcast_id: unknown podcast (not in the podcasts table), e.g. campaign_id={id} (podcast_id 999999)"));
+    assert_eq!(
+        problem,
+        format!(
+            "campaigns.podcast_id: unknown podcast (not in the podcasts table), e.g. campaign_id={id} (podcast_id 999999)"
+        )
+    );
 }
 
 #[tokio::test]
@@ -256,7 +280,8 @@ async fn every_problem_is_listed_at_once() {
 async fn extra_columns_and_other_string_encodings_are_accepted() {
     let (_dir, root) = small_world().await;
     let users = read_table(&root, Table::Users);
-    let country = arrow::compute::cast(users.column_by_name("country").unwrap(), &arrow::datatypes::DataType::LargeUtf8).unwrap();
+    let country =
+        arrow::compute::cast(users.column_by_name("country").unwrap(), &arrow::datatypes::DataType::LargeUtf8).unwrap();
     let extra = Arc::new(Int64Array::from_iter_values(0..users.num_rows() as i64)) as ArrayRef;
     let mut batch = with_column(&users, "country", country);
     let mut fields: Vec<_> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();

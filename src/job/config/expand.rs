@@ -21,7 +21,9 @@ pub fn expand(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -
             (Some(value), _) => value,
             (None, Some(":-")) => caps[3].to_string(),
             (None, Some(_)) => return Err(invalid(file, format!("${{{name}}} is not set: {}", &caps[3]))),
-            (None, None) => return Err(invalid(file, format!("${{{name}}} is not set (use ${{{name}:-default}} for a default)"))),
+            (None, None) => {
+                return Err(invalid(file, format!("${{{name}}} is not set (use ${{{name}:-default}} for a default)")));
+            }
         };
         out.push_str(&replacement);
         last = whole.end();
@@ -32,7 +34,11 @@ pub fn expand(text: &str, file: &str, lookup: impl Fn(&str) -> Option<String>) -
 
 /// Expands the variables inside every string value of `value` (in tables and
 /// arrays, at any depth); keys and the document's structure stay as parsed.
-pub(super) fn expand_strings(value: &mut toml::Value, file: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+pub(super) fn expand_strings(
+    value: &mut toml::Value,
+    file: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(text) => *text = expand(text, file, lookup)?,
         toml::Value::Array(items) => items.iter_mut().try_for_each(|item| expand_strings(item, file, lookup))?,

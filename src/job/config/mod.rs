@@ -19,24 +19,32 @@ use crate::storage::{Location, StorageError, StorageOptions};
 
 mod expand;
 pub mod ranges;
+#[cfg(test)]
+mod reference;
 mod sections;
 
 pub use expand::expand;
 use expand::expand_strings;
-pub use sections::{Allocation, EngineKind, EngineSection, Inputs, ModelSource, Output, Scoring};
 use sections::default_abandoned_after_minutes;
+pub use sections::{Allocation, EngineKind, EngineSection, Inputs, ModelSource, Output, Scoring};
 
 /// The config file as written (after environment expansion).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// Where the input tables are read from.
     pub inputs: Inputs,
+    /// The trained model the run scores with.
     pub model: ModelSource,
+    /// Where runs are written and committed.
     pub output: Output,
+    /// Budgets, caps and floors: how audiences are chosen from the scores.
     #[serde(default)]
     pub allocation: Allocation,
+    /// How every eligible pair is scored.
     #[serde(default)]
     pub scoring: Scoring,
+    /// Where scoring runs: in this process, or on a Ballista cluster.
     #[serde(default)]
     pub engine: EngineSection,
     /// Object-store client settings by scheme (no credentials).
@@ -124,6 +132,18 @@ impl ConfigFile {
     }
 }
 
+/// Every numeric key with its range and reason, for the docs: (key, range, why).
+pub fn numeric_keys() -> Vec<(&'static str, String, &'static str)> {
+    fn rows<S>(ranges: &[ranges::Range<S>]) -> impl Iterator<Item = (&'static str, String, &'static str)> + '_ {
+        ranges.iter().map(|r| (r.key, r.describe(), r.why))
+    }
+    rows(Output::RANGES)
+        .chain(rows(Allocation::RANGES))
+        .chain(rows(Scoring::RANGES))
+        .chain(rows(EngineSection::RANGES))
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Every problem found in the file, one message each.
@@ -174,6 +194,18 @@ impl JobConfig {
     /// directory to count as abandoned.
     pub fn abandoned_after(&self) -> chrono::Duration {
         chrono::Duration::minutes(self.file.output.abandoned_after_minutes.min(i32::MAX as u64) as i64)
+    }
+
+    /// The allocator's options as this config sets them; `warm_start` holds
+    /// a starting price per campaign (empty: start cold).
+    pub fn allocate_options(&self, warm_start: Vec<Option<f64>>) -> crate::allocate::Options {
+        crate::allocate::Options {
+            limits: self.limits(),
+            solver: self.allocation.solver,
+            seed: self.allocation.seed,
+            warm_start,
+            ..Default::default()
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -233,9 +265,13 @@ impl TryFrom<ConfigFile> for JobConfig {
         let partitions = file.engine.partitions;
         let engine = match (file.engine.kind, &file.engine.scheduler) {
             (EngineKind::Local, _) => Some(Engine::Local { partitions }),
-            (EngineKind::Ballista, Some(scheduler)) => Some(Engine::Ballista { scheduler: scheduler.clone(), partitions }),
+            (EngineKind::Ballista, Some(scheduler)) => {
+                Some(Engine::Ballista { scheduler: scheduler.clone(), partitions })
+            }
             (EngineKind::Ballista, None) => {
-                problems.push("engine.kind = \"ballista\" needs engine.scheduler (e.g. \"df://localhost:50050\")".to_string());
+                problems.push(
+                    "engine.kind = \"ballista\" needs engine.scheduler (e.g. \"df://localhost:50050\")".to_string(),
+                );
                 None
             }
         };
@@ -275,7 +311,8 @@ mod tests {
         let config = JobConfig::parse(MINIMAL, "f", env).unwrap();
         assert_eq!(config.allocation.privacy_floor, 100);
         assert_eq!(config.scoring.pool_slack, 2.0);
-        let err = JobConfig::parse(&format!("{MINIMAL}[scoring]\npool_slak = 3\n"), "job.toml", env).unwrap_err().to_string();
+        let err =
+            JobConfig::parse(&format!("{MINIMAL}[scoring]\npool_slak = 3\n"), "job.toml", env).unwrap_err().to_string();
         assert!(err.contains("job.toml") && err.contains("pool_slak"), "{err}");
     }
 
@@ -324,7 +361,10 @@ mod tests {
             }
         }
         let fp32 = format!("{MINIMAL}[scoring]\nprecision = \"fp32\"\n");
-        assert_eq!(JobConfig::parse(&fp32, "f", env).unwrap().hash(), JobConfig::parse(MINIMAL, "f", env).unwrap().hash());
+        assert_eq!(
+            JobConfig::parse(&fp32, "f", env).unwrap().hash(),
+            JobConfig::parse(MINIMAL, "f", env).unwrap().hash()
+        );
         let typo = format!("{MINIMAL}[scoring]\nprecision = \"fp16\"\n");
         assert!(JobConfig::parse(&typo, "f", env).unwrap_err().to_string().contains("fp16"));
     }
@@ -341,17 +381,47 @@ mod tests {
     }
 
     #[test]
-    fn the_checked_in_configs_parse() {
-        let lookup = |name: &str| name.starts_with("AUDIENCE_").then(|| "s3://bucket/x".to_string()).filter(|_| {
-            !["AUDIENCE_ENGINE", "AUDIENCE_SCHEDULER", "AUDIENCE_DEMO_DIR"].contains(&name)
-        });
-        for name in ["demo", "nightly", "backfill"] {
-            let path = format!("{}/configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
-            let text = std::fs::read_to_string(&path).unwrap();
-            let config = JobConfig::parse(&text, &path, lookup).unwrap_or_else(|e| panic!("{e}"));
-            assert!(matches!(config.engine, Engine::Local { .. }), "{name}");
+    fn every_checked_in_config_and_every_config_snippet_in_the_docs_parses() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let lookup = |name: &str| {
+            name.starts_with("AUDIENCE_")
+                .then(|| "s3://bucket/x".to_string())
+                .filter(|_| !["AUDIENCE_ENGINE", "AUDIENCE_SCHEDULER", "AUDIENCE_DEMO_DIR"].contains(&name))
+        };
+        let mut configs: Vec<_> = std::fs::read_dir(format!("{root}/configs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        configs.sort();
+        assert!(configs.len() >= 4, "{configs:?}");
+        for path in &configs {
+            let text = std::fs::read_to_string(path).unwrap();
+            JobConfig::parse(&text, &path.display().to_string(), lookup).unwrap_or_else(|e| panic!("{e}"));
         }
-        let nightly = std::fs::read_to_string(format!("{}/configs/nightly.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        // A snippet in the docs may show a few sections; the required ones are added where absent.
+        let mut docs: Vec<_> = std::fs::read_dir(format!("{root}/docs")).unwrap().map(|e| e.unwrap().path()).collect();
+        docs.push(format!("{root}/README.md").into());
+        let mut snippets = 0;
+        for doc in docs.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+            let text = std::fs::read_to_string(doc).unwrap();
+            for snippet in text.split("```toml\n").skip(1).map(|s| s.split("```").next().unwrap_or_default()) {
+                let mut full = snippet.to_string();
+                for (section, line) in
+                    [("[inputs]", "root = \"w\""), ("[model]", "uri = \"m\""), ("[output]", "root = \"o\"")]
+                {
+                    if !snippet.contains(section) {
+                        full = format!("{section}\n{line}\n{full}");
+                    }
+                }
+                // A snippet's own sections follow the added ones: TOML has no way back to the root table.
+                JobConfig::parse(&full, &doc.display().to_string(), lookup)
+                    .unwrap_or_else(|e| panic!("a config snippet in {} does not parse: {e}\n{snippet}", doc.display()));
+                snippets += 1;
+            }
+        }
+        assert!(snippets > 0, "no ```toml snippet found in the docs");
+        let nightly = std::fs::read_to_string(format!("{root}/configs/nightly.toml")).unwrap();
         let err = JobConfig::parse(&nightly, "nightly.toml", |_| None).unwrap_err().to_string();
         assert!(err.contains("set AUDIENCE_INPUTS"), "{err}");
     }

@@ -35,15 +35,6 @@ pub fn check<S>(section: &S, ranges: &[Range<S>], problems: &mut Vec<String>) {
     }
 }
 
-/// Every numeric key with its range and reason, for the docs: (key, range, why).
-pub fn all() -> Vec<(&'static str, String, &'static str)> {
-    use super::{Allocation, EngineSection, Output, Scoring};
-    fn rows<S>(ranges: &[Range<S>]) -> impl Iterator<Item = (&'static str, String, &'static str)> + '_ {
-        ranges.iter().map(|r| (r.key, r.describe(), r.why))
-    }
-    rows(Output::RANGES).chain(rows(Allocation::RANGES)).chain(rows(Scoring::RANGES)).chain(rows(EngineSection::RANGES)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use crate::job::config::JobConfig;
@@ -51,31 +42,39 @@ mod tests {
     const MINIMAL: &str = "[inputs]\nroot = \"w\"\n[model]\nuri = \"m\"\n[output]\nroot = \"o\"\n";
 
     fn problems(extra: &str) -> String {
-        JobConfig::parse(&format!("{MINIMAL}{extra}"), "job.toml", |_| None).err().map(|e| e.to_string()).unwrap_or_default()
+        JobConfig::parse(&format!("{MINIMAL}{extra}"), "job.toml", |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
     fn every_numeric_key_is_checked_against_its_range_by_name() {
-        let keys: Vec<&str> = super::all().iter().map(|(key, _, _)| *key).collect();
-        for key in ["output.abandoned_after_minutes", "allocation.privacy_floor", "scoring.batch_rows", "scoring.pool_slack", "engine.timeout_seconds"] {
+        let keys: Vec<&str> = super::super::numeric_keys().iter().map(|(key, _, _)| *key).collect();
+        for key in [
+            "output.abandoned_after_minutes",
+            "allocation.privacy_floor",
+            "scoring.batch_rows",
+            "scoring.pool_slack",
+            "engine.timeout_seconds",
+        ] {
             assert!(keys.contains(&key), "{key} has no range");
         }
         let err = problems("[scoring]\nbatch_rows = 1000000000000\n");
         assert!(err.contains("scoring.batch_rows = 1e12: must be 1–262144"), "{err}");
-        let err = problems("[allocation]\nprivacy_floor = 0\nmax_ads_per_user = 100000\n[engine]\ntimeout_seconds = 0\npartitions = 1000000\n");
-        for key in ["allocation.privacy_floor = 0", "allocation.max_ads_per_user = 100000", "engine.timeout_seconds = 0", "engine.partitions = 1000000"] {
+        let err = problems(
+            "[allocation]\nprivacy_floor = 0\nmax_ads_per_user = 100000\n[engine]\ntimeout_seconds = 0\npartitions = 1000000\n",
+        );
+        for key in [
+            "allocation.privacy_floor = 0",
+            "allocation.max_ads_per_user = 100000",
+            "engine.timeout_seconds = 0",
+            "engine.partitions = 1000000",
+        ] {
             assert!(err.contains(key), "missing {key:?} in {err}");
         }
         let err = problems("[scoring]\npool_slack = 1e300\n");
         assert!(err.contains("scoring.pool_slack = 1e300: must be 1–100"), "{err}");
         assert_eq!(problems(""), "", "the defaults are inside their ranges");
-    }
-
-    #[test]
-    fn the_configs_readme_lists_every_range_as_the_code_has_it() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/README.md")).unwrap();
-        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
-        let expected: Vec<String> = super::all().iter().map(|(key, range, why)| format!("| `{key}` | {range} | {why} |")).collect();
-        assert_eq!(rows, expected, "configs/README.md's range table differs from the code's ranges");
     }
 }

@@ -50,13 +50,16 @@ impl Output {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Allocation {
+    /// Ad campaigns one user may be in per run.
     pub max_ads_per_user: u32,
+    /// Promotion campaigns one user may be in per run.
     pub max_promotions_per_user: u32,
     /// Smallest audience any campaign may have (raised per campaign by its `min_audience`).
     pub privacy_floor: u64,
     /// What a (user, campaign) pair is worth: `quality_spend` (currency, the
     /// default) or `events` (raw expected objective events).
     pub objective: Valuation,
+    /// The allocation algorithm.
     pub solver: Solver,
     /// Seed of the tie-breaking hash.
     pub seed: u64,
@@ -150,14 +153,17 @@ impl Default for Scoring {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineKind {
+    /// DataFusion in this process.
     #[default]
     Local,
+    /// A Ballista cluster (`scheduler` names it).
     Ballista,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
+    /// Where scoring runs.
     pub kind: EngineKind,
     /// Partitions (0: one per core).
     pub partitions: usize,

@@ -21,20 +21,20 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use tch::{Device, Kind, Tensor};
 
-use super::pool::Candidate;
-use super::scorer::eligible_pairs;
-use super::{ScoreOptions, prepare, score};
 use crate::model::Model;
-use crate::model::fused::{Isa, Precision};
 use crate::model::features::{FeatureSpec, encode_users};
+use crate::model::fused::{Isa, Precision};
 use crate::model::network::{Architecture, Inputs};
+use crate::scoring::pool::Candidate;
+use crate::scoring::scorer::eligible_pairs;
+use crate::scoring::{ScoreOptions, prepare, score};
 use crate::storage::Location;
 use crate::world::WorldConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
-    Score(#[from] super::ScoreError),
+    Score(#[from] crate::scoring::ScoreError),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
@@ -120,18 +120,22 @@ pub fn gemm_flops(kind: Kind, threads: usize) -> f64 {
 /// The FLOPs the model needs for a scoring run: per user its first-layer
 /// part, per campaign its part, per eligible pair the pair part, the hidden
 /// layer and the objective's tower.
-fn useful_flops(spec: &FeatureSpec, arch: &Architecture, scored: &super::Scored) -> f64 {
+fn useful_flops(spec: &FeatureSpec, arch: &Architecture, scored: &crate::scoring::Scored) -> f64 {
     let [width, hidden] = arch.encoder.map(|v| v as f64);
     let tower = arch.tower as f64;
     let per_user = 2.0 * spec.user.input_width() as f64 * width;
     let per_campaign = 2.0 * spec.campaign.input_width() as f64 * width;
-    let per_pair = 2.0 * spec.pair.input_width() as f64 * width + 2.0 * width * hidden + 2.0 * hidden * tower + 2.0 * tower;
+    let per_pair =
+        2.0 * spec.pair.input_width() as f64 * width + 2.0 * width * hidden + 2.0 * hidden * tower + 2.0 * tower;
     per_user * scored.users as f64 + per_campaign * scored.campaigns.len() as f64 + per_pair * scored.pairs() as f64
 }
 
 /// One figure as a JSON line, so runs can be compared by machine.
 fn figure(name: &str, value: f64, unit: &str, context: serde_json::Value) {
-    println!("{}", serde_json::json!({ "bench": "score", "figure": name, "value": value, "unit": unit, "context": context }));
+    println!(
+        "{}",
+        serde_json::json!({ "bench": "score", "figure": name, "value": value, "unit": unit, "context": context })
+    );
 }
 
 /// One scoring run's figures.
@@ -139,31 +143,18 @@ struct Run {
     label: String,
     precision: Precision,
     partitions: usize,
-    scored: super::Scored,
+    scored: crate::scoring::Scored,
     flops: f64,
 }
 
+/// Runs the benchmark and prints its figures: the machine, the GEMM rates,
+/// the naive forward pass, each scoring run, and the summary.
 pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("cpu: {}; row passes: {}", crate::measure::cpu_model(), Isa::detect().as_str());
     println!("threads: {cores} cores; the operator runs one partition per core, one libtorch thread each");
     let scratch = tempfile::tempdir()?;
-    let root = match &options.data {
-        Some(url) => Location::parse(url)?,
-        None => {
-            let root = Location::parse(scratch.path().join("world").to_str().expect("utf-8 temp path"))?;
-            let config = WorldConfig {
-                users: options.users,
-                campaigns: options.campaigns,
-                impressions: 28_000,
-                ..WorldConfig::default()
-            };
-            let started = Instant::now();
-            crate::world::write::generate(&root, config, false).await?;
-            println!("world: {} users, {} campaigns, generated in {:.1}s", options.users, options.campaigns, started.elapsed().as_secs_f64());
-            root
-        }
-    };
+    let root = bench_world(options, scratch.path()).await?;
     let date = world_date(&root).await?;
     let model = match &options.model {
         Some(url) => crate::model::artifact::load(&Location::parse(url)?).await?.0,
@@ -177,13 +168,15 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
     // Measured before and after the scoring runs (the machines are shared and
     // their speed drifts); shares are of the mean of the two.
     let gemm_before = gemm_flops(Kind::Float, cores);
-    println!("GEMM fp32: {:.1} GFLOP/s (libtorch 1024x1024x1024; {cores} threads at once, 1 libtorch thread each, as the operator runs)", gemm_before / 1e9);
+    println!(
+        "GEMM fp32: {:.1} GFLOP/s (libtorch 1024x1024x1024; {cores} threads at once, 1 libtorch thread each, as the operator runs)",
+        gemm_before / 1e9
+    );
     if options.precisions.contains(&Precision::Bf16) {
         let gemm_bf16 = gemm_flops(Kind::BFloat16, cores);
         println!("GEMM bf16: {:.1} GFLOP/s (same layout)", gemm_bf16 / 1e9);
         figure("gemm_bf16", gemm_bf16 / 1e9, "GFLOP/s", layout.clone());
     }
-
     let naive = if options.naive_users > 0 {
         tch::set_num_threads(cores as i32);
         let naive = naive(&root, &model, date, options.naive_users).await?;
@@ -199,58 +192,112 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
 
     let mut runs: Vec<Run> = Vec::new();
     for &precision in &options.precisions {
-        let layouts: &[(&str, usize)] = if options.one_partition { &[("1 partition", 1), ("all cores", cores)] } else { &[("all cores", cores)] };
+        let layouts: &[(&str, usize)] =
+            if options.one_partition { &[("1 partition", 1), ("all cores", cores)] } else { &[("all cores", cores)] };
         for &(label, partitions) in layouts {
-            let score_options = ScoreOptions { partitions, precision, ..ScoreOptions::new(date) };
-            let reset = crate::measure::reset_peak_rss();
-            let before = crate::measure::current_rss_bytes();
-            let scored = score(&root, &model, &score_options).await?;
-            let pool_bytes = scored.pool_bytes;
-            let peak = crate::measure::peak_rss_bytes().filter(|_| reset);
-            // What scoring added to the process, less its output.
-            let working_bytes = peak.zip(before).map(|(peak, before)| peak.saturating_sub(before).saturating_sub(pool_bytes));
-            let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
-            let pairs = scored.pairs();
-            let label = format!("{}, {label}", precision.as_str());
-            println!(
-                "factorised fused {label} ({partitions} partitions x {} thread): {:.0} pairs/s, {} pairs, {} users, {:.1}s, {:.1} GFLOP/s effective",
-                super::scorer::SCORING_THREADS,
-                pairs as f64 / scored.seconds,
-                pairs,
-                scored.users,
-                scored.seconds,
-                flops / 1e9
-            );
-            let context = serde_json::json!({ "precision": precision.as_str(), "partitions": partitions, "users": scored.users, "pairs": pairs });
-            figure("scoring_pairs_per_second", pairs as f64 / scored.seconds, "pairs/s", context.clone());
-            figure("scoring_effective_flops", flops / 1e9, "GFLOP/s", context.clone());
-            let candidates: usize = scored.pools.iter().map(Vec::len).sum();
-            if let Some(bytes) = working_bytes {
-                println!(
-                    "  memory: operator working set {:.0} MiB (peak RSS over the scoring {:.0} MiB, less {:.0} MiB before it, less the pools at their largest, {:.1} MiB); {candidates} candidates x {} bytes",
-                    bytes as f64 / (1 << 20) as f64,
-                    peak.unwrap_or(0) as f64 / (1 << 20) as f64,
-                    before.unwrap_or(0) as f64 / (1 << 20) as f64,
-                    pool_bytes as f64 / (1 << 20) as f64,
-                    std::mem::size_of::<Candidate>()
-                );
-                figure("operator_working_set", bytes as f64 / (1 << 20) as f64, "MiB", context.clone());
-            }
-            figure("bytes_per_candidate", std::mem::size_of::<Candidate>() as f64, "bytes", context);
-            runs.push(Run { label, precision, partitions, scored, flops });
+            runs.push(scoring_run(&root, &model, date, precision, label, partitions).await?);
         }
     }
     let gemm_after = gemm_flops(Kind::Float, cores);
     let gemm = (gemm_before + gemm_after) / 2.0;
-    println!("GEMM fp32 after the runs: {:.1} GFLOP/s; shares below are of the mean, {:.1} GFLOP/s", gemm_after / 1e9, gemm / 1e9);
-    figure("gemm_fp32", gemm / 1e9, "GFLOP/s", serde_json::json!({ "before": gemm_before / 1e9, "after": gemm_after / 1e9, "layout": layout }));
-    for run in &runs {
+    println!(
+        "GEMM fp32 after the runs: {:.1} GFLOP/s; shares below are of the mean, {:.1} GFLOP/s",
+        gemm_after / 1e9,
+        gemm / 1e9
+    );
+    figure(
+        "gemm_fp32",
+        gemm / 1e9,
+        "GFLOP/s",
+        serde_json::json!({ "before": gemm_before / 1e9, "after": gemm_after / 1e9, "layout": layout }),
+    );
+    summary(&root, &runs, gemm, naive, cores)
+}
+
+/// The world to score: `--data`, or one generated into `scratch`.
+async fn bench_world(options: &BenchOptions, scratch: &std::path::Path) -> Result<Location, BenchError> {
+    if let Some(url) = &options.data {
+        return Ok(Location::parse(url)?);
+    }
+    let root = Location::parse(scratch.join("world").to_str().expect("utf-8 temp path"))?;
+    let config = WorldConfig {
+        users: options.users,
+        campaigns: options.campaigns,
+        impressions: 28_000,
+        ..WorldConfig::default()
+    };
+    let started = Instant::now();
+    crate::world::write::generate(&root, config, false).await?;
+    println!(
+        "world: {} users, {} campaigns, generated in {:.1}s",
+        options.users,
+        options.campaigns,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(root)
+}
+
+/// One run of the fused operator on `partitions` partitions, with its
+/// throughput, effective FLOP/s and working memory printed.
+async fn scoring_run(
+    root: &Location,
+    model: &Model,
+    date: NaiveDate,
+    precision: Precision,
+    label: &str,
+    partitions: usize,
+) -> Result<Run, BenchError> {
+    let score_options = ScoreOptions { partitions, precision, ..ScoreOptions::new(date) };
+    let reset = crate::measure::reset_peak_rss();
+    let before = crate::measure::current_rss_bytes();
+    let scored = score(root, model, &score_options).await?;
+    let pool_bytes = scored.pool_bytes;
+    let peak = crate::measure::peak_rss_bytes().filter(|_| reset);
+    // What scoring added to the process, less its output.
+    let working_bytes = peak.zip(before).map(|(peak, before)| peak.saturating_sub(before).saturating_sub(pool_bytes));
+    let flops = useful_flops(&model.spec, &model.architecture, &scored) / scored.seconds;
+    let pairs = scored.pairs();
+    let label = format!("{}, {label}", precision.as_str());
+    println!(
+        "factorised fused {label} ({partitions} partitions x {} thread): {:.0} pairs/s, {} pairs, {} users, {:.1}s, {:.1} GFLOP/s effective",
+        crate::scoring::scorer::SCORING_THREADS,
+        pairs as f64 / scored.seconds,
+        pairs,
+        scored.users,
+        scored.seconds,
+        flops / 1e9
+    );
+    let context = serde_json::json!({ "precision": precision.as_str(), "partitions": partitions, "users": scored.users, "pairs": pairs });
+    figure("scoring_pairs_per_second", pairs as f64 / scored.seconds, "pairs/s", context.clone());
+    figure("scoring_effective_flops", flops / 1e9, "GFLOP/s", context.clone());
+    let candidates: usize = scored.pools.iter().map(Vec::len).sum();
+    if let Some(bytes) = working_bytes {
+        println!(
+            "  memory: operator working set {:.0} MiB (peak RSS over the scoring {:.0} MiB, less {:.0} MiB before it, less the pools at their largest, {:.1} MiB); {candidates} candidates x {} bytes",
+            bytes as f64 / (1 << 20) as f64,
+            peak.unwrap_or(0) as f64 / (1 << 20) as f64,
+            before.unwrap_or(0) as f64 / (1 << 20) as f64,
+            pool_bytes as f64 / (1 << 20) as f64,
+            std::mem::size_of::<Candidate>()
+        );
+        figure("operator_working_set", bytes as f64 / (1 << 20) as f64, "MiB", context.clone());
+    }
+    figure("bytes_per_candidate", std::mem::size_of::<Candidate>() as f64, "bytes", context);
+    Ok(Run { label, precision, partitions, scored, flops })
+}
+
+/// The runs against the GEMM rate and the naive path; with both precisions,
+/// bf16 against fp32 and how far their audiences overlap.
+fn summary(root: &Location, runs: &[Run], gemm: f64, naive: Option<f64>, cores: usize) -> Result<(), BenchError> {
+    for run in runs {
         let context = serde_json::json!({ "precision": run.precision.as_str(), "partitions": run.partitions });
         figure("scoring_share_of_fp32_gemm", 100.0 * run.flops / gemm, "%", context);
     }
     if let Some(naive) = naive {
-        let speedups: Vec<String> =
-            runs.iter().map(|r| format!("{:.2}x ({})", r.scored.pairs() as f64 / r.scored.seconds / naive, r.label)).collect();
+        let speedups: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.2}x ({})", r.scored.pairs() as f64 / r.scored.seconds / naive, r.label))
+            .collect();
         println!("speedup factorised/naive: {}", speedups.join(", "));
     }
     let all_cores = |precision| runs.iter().find(|r| r.precision == precision && r.partitions == cores);
@@ -265,7 +312,7 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
     if let (Some(fp32), Some(bf16)) = (all_cores(Precision::Fp32), all_cores(Precision::Bf16)) {
         println!("bf16/fp32: {:.1}x", bf16.flops / fp32.flops);
         figure("bf16_over_fp32", bf16.flops / fp32.flops, "x", serde_json::json!({ "partitions": cores }));
-        let overlap = audience_overlap(&root, &fp32.scored, &bf16.scored)?;
+        let overlap = audience_overlap(root, &fp32.scored, &bf16.scored)?;
         let median = median(overlap.clone());
         println!(
             "bf16 audiences vs fp32 (the job's allocation, default config): overlap per campaign median {:.2}%, lowest {:.2}%, over {} campaigns with an audience",
@@ -281,22 +328,22 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
 /// Per campaign with an fp32 audience, the share of it that the bf16
 /// audience also holds (audiences picked by the job's allocation with the
 /// default config).
-fn audience_overlap(root: &Location, fp32: &super::Scored, bf16: &super::Scored) -> Result<Vec<f64>, BenchError> {
+fn audience_overlap(
+    root: &Location,
+    fp32: &crate::scoring::Scored,
+    bf16: &crate::scoring::Scored,
+) -> Result<Vec<f64>, BenchError> {
     let config = crate::ab::arm_config(root);
-    let audiences = |scored: &super::Scored| -> Result<Vec<std::collections::HashSet<i64>>, BenchError> {
-        let (specs, table) = crate::job::audiences::allocation_input(scored, config.allocation.objective);
-        let options = crate::allocate::Options {
-            limits: config.limits(),
-            solver: config.allocation.solver,
-            seed: config.allocation.seed,
-            ..Default::default()
-        };
-        let allocation = crate::allocate::allocate(&specs, table, &options)?;
-        let members = crate::job::audiences::members(scored, &allocation.chosen);
-        Ok(members.iter().zip(&scored.pools).map(|(m, pool)| m.iter().map(|&i| pool[i].user_id).collect()).collect())
+    let audiences = |scored: &crate::scoring::Scored| -> Result<Vec<std::collections::HashSet<i64>>, BenchError> {
+        let choice = crate::choose::choose(scored, config.allocation.objective, &config.allocate_options(Vec::new()))?;
+        Ok(choice.user_ids(scored).into_iter().map(|members| members.into_iter().collect()).collect())
     };
     let (a, b) = (audiences(fp32)?, audiences(bf16)?);
-    Ok(a.iter().zip(&b).filter(|(a, _)| !a.is_empty()).map(|(a, b)| a.intersection(b).count() as f64 / a.len() as f64).collect())
+    Ok(a.iter()
+        .zip(&b)
+        .filter(|(a, _)| !a.is_empty())
+        .map(|(a, b)| a.intersection(b).count() as f64 / a.len() as f64)
+        .collect())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -322,12 +369,13 @@ async fn world_date(root: &Location) -> Result<NaiveDate, BenchError> {
 /// Pairs per second of the plain forward pass on concatenated per-pair
 /// features, over the eligible pairs of the first `users` users (best of 3).
 async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) -> Result<(f64, usize), BenchError> {
-    let (ctx, prepared) = prepare(root, &super::ModelParts::of(model)?, &ScoreOptions::new(date)).await?;
+    let (ctx, prepared) = prepare(root, &crate::scoring::ModelParts::of(model)?, &ScoreOptions::new(date)).await?;
     let batch = ctx.sql(&format!("SELECT * FROM users ORDER BY user_id LIMIT {users}")).await?.collect().await?;
     let batch = arrow::compute::concat_batches(&batch[0].schema(), &batch)?;
     let encoded = encode_users(&model.spec, "users", &batch)?;
     let (rows, pairs) = eligible_pairs(&prepared, &batch, &encoded)?;
-    let (mut user_index, mut campaign_index, mut pair_values) = (Vec::<i64>::new(), Vec::<i64>::new(), Vec::<f32>::new());
+    let (mut user_index, mut campaign_index, mut pair_values) =
+        (Vec::<i64>::new(), Vec::<i64>::new(), Vec::<f32>::new());
     for (c, (rows, pairs)) in rows.iter().zip(&pairs).enumerate() {
         user_index.extend(rows);
         campaign_index.extend(std::iter::repeat_n(c as i64, rows.len()));

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{Allocation, CampaignSpec, Candidates, Options, Solver, Valuation, allocate, round_up};
+use crate::allocate::{Allocation, CampaignSpec, Candidates, Options, Solver, Valuation, allocate, round_up};
 use crate::contract::Channel;
 
 /// The shape of a random instance.
@@ -50,8 +50,7 @@ pub fn random_instance(shape: Shape) -> (Vec<CampaignSpec>, Candidates) {
     const BLOCK: usize = 4096;
     let per_user = shape.per_user.min(shape.campaigns);
     let n = shape.users * per_user;
-    let mut candidates =
-        Candidates { user: vec![0; n], campaign: vec![0; n], value: vec![0.0; n], cost: vec![0.0; n] };
+    let mut candidates = Candidates { user: vec![0; n], campaign: vec![0; n], value: vec![0.0; n], cost: vec![0.0; n] };
     let stretch = BLOCK * per_user.max(1);
     candidates
         .user
@@ -61,7 +60,8 @@ pub fn random_instance(shape: Shape) -> (Vec<CampaignSpec>, Candidates) {
         .zip(candidates.cost.par_chunks_mut(stretch))
         .enumerate()
         .for_each(|(block, (((user, campaign), value), cost))| {
-            let mut rng = ChaCha8Rng::seed_from_u64(shape.seed ^ (block as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(shape.seed ^ (block as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut seen = vec![false; shape.campaigns];
             let mut picked = Vec::with_capacity(per_user);
             let mut pairs: Vec<(usize, f64)> = Vec::with_capacity(per_user);
@@ -151,7 +151,9 @@ pub fn run(options: &BenchOptions) -> Vec<Measured> {
         }
         runs.push(measured);
     }
-    if let (Some(first), Some(second)) = (runs.iter().find(|r| r.solver == Solver::Lagrangian), runs.iter().find(|r| r.solver == Solver::Greedy)) {
+    if let (Some(first), Some(second)) =
+        (runs.iter().find(|r| r.solver == Solver::Lagrangian), runs.iter().find(|r| r.solver == Solver::Greedy))
+    {
         println!(
             "lagrangian/greedy: value {:.4}, time {:.2}x",
             first.allocation.primal / second.allocation.primal,
@@ -171,7 +173,9 @@ pub fn run(options: &BenchOptions) -> Vec<Measured> {
             }
             specs
         };
-        for (label, warm) in [("next day, cold", Vec::new()), ("next day, warm", prices.into_iter().map(Some).collect())] {
+        for (label, warm) in
+            [("next day, cold", Vec::new()), ("next day, warm", prices.into_iter().map(Some).collect())]
+        {
             let (measured, pairs) = measure(shape, Solver::Lagrangian, warm, next_day);
             print!("{label}: ");
             print_run(&measured, pairs);
@@ -195,7 +199,13 @@ fn measure(
     let (specs, pairs) = random_instance(shape);
     let specs = adjust(specs);
     let n = pairs.len();
-    println!("instance: {n} candidates, {} campaigns, {} users, objective {}, generated in {:.2} s", shape.campaigns, shape.users, shape.objective.as_str(), started.elapsed().as_secs_f64());
+    println!(
+        "instance: {n} candidates, {} campaigns, {} users, objective {}, generated in {:.2} s",
+        shape.campaigns,
+        shape.users,
+        shape.objective.as_str(),
+        started.elapsed().as_secs_f64()
+    );
     let options = Options { solver, seed: shape.seed, warm_start, ..Options::default() };
     let started = Instant::now();
     let allocation = allocate(&specs, pairs, &options).expect("random instances are valid");
