@@ -32,6 +32,13 @@ start_test_servers
 # Every gate runs even when one before it failed, so one failure does not hide
 # another; the script fails if any did.
 failed=()
+# The house format (rustfmt.toml) and lints, warnings as errors.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  echo "installing rustfmt and clippy (the format and lint gates)"
+  rustup component add rustfmt clippy
+fi
+cargo fmt --check || failed+=("format (cargo fmt --check; cargo fmt fixes it)")
+cargo clippy --locked --all-targets -- -D warnings || failed+=("lints (cargo clippy --all-targets -- -D warnings)")
 cargo test --locked --no-fail-fast "$@" || failed+=("cargo test")
 
 # The deployment definitions (k8s/, jobs/), validated offline; uses the binary
