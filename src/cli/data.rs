@@ -6,8 +6,9 @@ use audience::Error;
 use audience::contract::validate::validate_world;
 use audience::job::config::JobConfig;
 use audience::job::validate::validate_config;
-use audience::world::WorldConfig;
+use audience::world::CampaignDraw;
 use audience::world::write::generate;
+use audience::world::{GENERATOR_VERSION, WorldConfig};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 
@@ -95,11 +96,31 @@ pub struct WorldArgs {
     /// Active campaigns' total demand over supply (users × cap), per channel.
     #[arg(long, default_value_t = WorldConfig::default().sell_through)]
     sell_through: f64,
+    /// The generator version to follow: 3 (the paper's regime), or 2 (the
+    /// world before it, byte for byte; it takes none of the four flags below).
+    #[arg(long, default_value_t = GENERATOR_VERSION)]
+    generator_version: u32,
+    /// Share of the logged impressions that are ads [default: 0.75].
+    #[arg(long)]
+    ad_share: Option<f64>,
+    /// Share of the ad receptivity's variance that features the model sees
+    /// explain (platform, age bucket, activity) [default: 0.5].
+    #[arg(long)]
+    ad_receptivity_observed: Option<f64>,
+    /// How ad campaigns choose their podcast: uniform (3/4 uniformly), streams
+    /// (3/4 by √streams) or half [default: uniform].
+    #[arg(long)]
+    ad_campaigns: Option<CampaignDraw>,
+    /// How promotions choose their podcast: uniform, streams or half [default: streams].
+    #[arg(long)]
+    promotion_campaigns: Option<CampaignDraw>,
 }
 
 impl From<WorldArgs> for WorldConfig {
+    /// The version's defaults with the flags given over them; settings a
+    /// version does not have are refused when the world is generated.
     fn from(a: WorldArgs) -> Self {
-        WorldConfig {
+        let sizes = WorldConfig {
             seed: a.seed,
             users: a.users,
             podcasts: a.podcasts,
@@ -108,6 +129,18 @@ impl From<WorldArgs> for WorldConfig {
             days: a.days,
             run_date: a.date,
             sell_through: a.sell_through,
+            ..WorldConfig::default()
+        };
+        let base = match a.generator_version {
+            2 => sizes.version_2(),
+            version => WorldConfig { generator_version: version, ..sizes },
+        };
+        WorldConfig {
+            ad_share: a.ad_share.or(base.ad_share),
+            ad_receptivity_observed: a.ad_receptivity_observed.unwrap_or(base.ad_receptivity_observed),
+            ad_campaigns: a.ad_campaigns.unwrap_or(base.ad_campaigns),
+            promotion_campaigns: a.promotion_campaigns.unwrap_or(base.promotion_campaigns),
+            ..base
         }
     }
 }

@@ -147,10 +147,14 @@ pub(super) fn make_campaigns(config: &WorldConfig, podcasts: &[Podcast]) -> Vec<
     (0..config.campaigns as usize)
         .map(|i| {
             let channel = if rng.random_bool(0.5) { Channel::Ad } else { Channel::Promotion };
-            // Half the campaigns promote any podcast, half lean to popular ones, so
-            // the less-streamed tiers have campaigns too.
-            let podcast =
-                if rng.random_bool(0.5) { rng.random_range(0..podcasts.len()) } else { popular.sample(&mut rng) };
+            // Some campaigns promote any podcast, the others lean to popular
+            // ones, in the shares of the channel's draw (docs/world.md).
+            let draw = if channel == Channel::Ad { config.ad_campaigns } else { config.promotion_campaigns };
+            let podcast = if rng.random_bool(draw.uniform_share()) {
+                rng.random_range(0..podcasts.len())
+            } else {
+                popular.sample(&mut rng)
+            };
             let objective = pick(&mut rng, &[("stream", 0.6), ("click", 0.2), ("follow", 0.2)]);
             let (format, surface, cpm) = match channel {
                 Channel::Ad => (

@@ -20,8 +20,7 @@ use rand::Rng;
 use super::truth::Channel;
 use super::{Campaign, Stream, World, normal, rng_for};
 
-/// Total demand over supply of a default world.
-pub const DEFAULT_SELL_THROUGH: f64 = 0.65;
+pub use super::config::DEFAULT_SELL_THROUGH;
 /// Campaigns per user and channel that supply assumes (the job's default
 /// `max_ads_per_user` and `max_promotions_per_user`).
 pub const ASSUMED_CAP: f64 = 2.0;

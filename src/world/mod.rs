@@ -9,7 +9,9 @@
 //! for any number of users. See docs/world.md for the generative model.
 
 mod catalog;
+mod config;
 pub mod market;
+pub mod regime;
 pub mod truth;
 pub mod write;
 
@@ -23,48 +25,13 @@ use crate::contract::{GENRE_COUNT, Task};
 use crate::hashing::splitmix64;
 pub use catalog::{Campaign, Podcast};
 use catalog::{make_campaigns, make_podcasts};
+pub use config::{CampaignDraw, KNOWN_VERSIONS, WorldConfig};
 use truth::{Channel, Exposure, LATENT_DIM, TruthParams, UserTruth};
 
-/// Bumped whenever the same seed would produce different data.
-pub const GENERATOR_VERSION: u32 = 2;
-
-/// The size and shape of a world.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WorldConfig {
-    pub seed: u64,
-    pub users: u64,
-    pub podcasts: u64,
-    pub campaigns: u64,
-    /// Impression log rows, spread over `days`.
-    pub impressions: u64,
-    /// Days of impression logs, ending the day before `run_date`.
-    pub days: u32,
-    /// The day the job would run for: campaigns are flighted around it.
-    pub run_date: NaiveDate,
-    /// Total demand of the active campaigns over supply (users × cap), per
-    /// channel: see [`market`].
-    #[serde(default = "default_sell_through")]
-    pub sell_through: f64,
-}
-
-fn default_sell_through() -> f64 {
-    market::DEFAULT_SELL_THROUGH
-}
-
-impl Default for WorldConfig {
-    fn default() -> Self {
-        WorldConfig {
-            seed: 7,
-            users: 100_000,
-            podcasts: 2_000,
-            campaigns: 200,
-            impressions: 1_000_000,
-            days: 28,
-            run_date: NaiveDate::from_ymd_opt(2026, 6, 1).expect("valid date"),
-            sell_through: market::DEFAULT_SELL_THROUGH,
-        }
-    }
-}
+/// Bumped whenever the same seed would produce different data. The previous
+/// version stays reproducible: a config names the version it follows
+/// ([`WorldConfig::generator_version`], [`regime`]).
+pub const GENERATOR_VERSION: u32 = config::CURRENT_VERSION;
 
 /// Countries with their main language and share of users.
 const COUNTRIES: [((&str, &str), f64); 10] = [
@@ -82,8 +49,11 @@ const COUNTRIES: [((&str, &str), f64); 10] = [
 pub const AGE_BUCKETS: [(&str, f64); 5] =
     [("18-24", 0.25), ("25-34", 0.30), ("35-44", 0.20), ("45-54", 0.15), ("55+", 0.10)];
 pub const PLATFORMS: [(&str, f64); 4] = [("ios", 0.35), ("android", 0.45), ("desktop", 0.12), ("web", 0.08)];
-/// Share of impressions that are promotions: ads are the sparser source.
-const PROMOTION_SHARE: f64 = 0.75;
+/// Version 2: the probability that a logging draw is a promotion.
+const V2_PROMOTION_DRAW: f64 = 0.75;
+/// Version 3: logging draws of the chosen channel before a slot is given up
+/// (a user no campaign of the channel targets is drawn again).
+const MAX_DRAWS: usize = 1_000;
 /// Campaigns the logging policy considers per impression.
 const POLICY_CANDIDATES: usize = 6;
 
@@ -170,6 +140,12 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, options: &[(T, f64)]) -> T {
     options[options.len() - 1].0
 }
 
+/// As [`pick`], the index of the option drawn.
+fn pick_index<T>(rng: &mut ChaCha8Rng, options: &[(T, f64)]) -> usize {
+    let indexed: Vec<(usize, f64)> = options.iter().enumerate().map(|(i, (_, w))| (i, *w)).collect();
+    pick(rng, &indexed)
+}
+
 fn latent(rng: &mut ChaCha8Rng, scale: f32) -> [f32; LATENT_DIM] {
     std::array::from_fn(|_| normal(rng) * scale)
 }
@@ -190,7 +166,7 @@ fn subset<T: Copy + PartialEq>(rng: &mut ChaCha8Rng, options: &[T], max: usize) 
 impl World {
     /// Builds the in-memory part of the world: genres, podcasts, campaigns.
     pub fn new(config: WorldConfig) -> World {
-        let params = TruthParams::default();
+        let params = TruthParams::for_version(config.generator_version);
         let mut rng = rng_for(config.seed, Stream::Genres, 0);
         let genre_embeddings = std::array::from_fn(|_| latent(&mut rng, 1.0));
         let podcasts = make_podcasts(&config, &genre_embeddings);
@@ -217,15 +193,16 @@ impl World {
         let (country, main_language) = pick(&mut rng, &COUNTRIES);
         // One user in eight listens in English whatever the country.
         let language = if rng.random_bool(0.125) { "en" } else { main_language };
-        let age_bucket = pick(&mut rng, &AGE_BUCKETS);
-        let platform = pick(&mut rng, &PLATFORMS);
+        let age = pick_index(&mut rng, &AGE_BUCKETS);
+        let platform = pick_index(&mut rng, &PLATFORMS);
         let is_premium = rng.random_bool(0.35);
         let ads_opt_out = rng.random_bool(0.06);
-        let truth = UserTruth {
-            taste: latent(&mut rng, 1.0),
-            activity: normal(&mut rng),
-            ad_receptivity: normal(&mut rng) * 0.7,
-        };
+        let taste = latent(&mut rng, 1.0);
+        let activity = normal(&mut rng);
+        let observed = regime::observed_receptivity(platform, age, activity);
+        let ad_receptivity = regime::ad_receptivity(self.config.ad_receptivity_observed, observed, normal(&mut rng));
+        let truth = UserTruth { taste, activity, ad_receptivity, mobile: regime::is_mobile(platform) };
+        let (age_bucket, platform) = (AGE_BUCKETS[age].0, PLATFORMS[platform].0);
         // Observed listening shares: a noisy softmax of the user's taste per genre.
         let logits: [f32; GENRE_COUNT] = std::array::from_fn(|g| {
             let dot: f32 = self.genre_embeddings[g].iter().zip(&truth.taste).map(|(a, b)| a * b).sum();
@@ -287,13 +264,37 @@ impl World {
             (0..24u8).map(|h| (h, 1.0 + 0.6 * ((h as f64 - 20.0) / 24.0 * std::f64::consts::TAU).cos())).collect();
         let mut out = Vec::with_capacity(count as usize);
         while (out.len() as u64) < count {
-            let channel = if rng.random_bool(PROMOTION_SHARE) { Channel::Promotion } else { Channel::Ad };
-            if let Some(impression) = self.log_one(&mut rng, channel, day_micros, &hours) {
-                out.push(impression);
+            let logged = match self.config.ad_share {
+                // Version 2: the channel is drawn again with every attempt.
+                None => {
+                    let channel = if rng.random_bool(V2_PROMOTION_DRAW) { Channel::Promotion } else { Channel::Ad };
+                    self.log_one(&mut rng, channel, day_micros, &hours)
+                }
+                // Version 3: the slot's channel is kept until an impression is
+                // logged, so `ad_share` of the logs are ads.
+                Some(share) => {
+                    let channel = self.slot_channel(rng.random_bool(share));
+                    (0..MAX_DRAWS).find_map(|_| self.log_one(&mut rng, channel?, day_micros, &hours))
+                }
+            };
+            match logged {
+                Some(impression) => out.push(impression),
+                // No campaign of either channel can be shown: the logs end here.
+                None if self.policy.iter().all(|(_, sampler)| sampler.is_none()) => break,
+                None => {}
             }
         }
         out.sort_by_key(|i| (i.ts_micros, i.user_id, i.campaign));
         out
+    }
+
+    /// The channel of a version 3 log slot: ads when drawn so, unless the world
+    /// has no campaign of that channel (then the other, or none).
+    fn slot_channel(&self, ad: bool) -> Option<Channel> {
+        let wanted = if ad { Channel::Ad } else { Channel::Promotion };
+        let other = if ad { Channel::Promotion } else { Channel::Ad };
+        let has = |channel: Channel| self.policy[(channel == Channel::Promotion) as usize].1.is_some();
+        [wanted, other].into_iter().find(|&c| has(c))
     }
 
     /// One impression of `channel`, or None when the drawn user fits no candidate.
@@ -397,8 +398,8 @@ mod tests {
     }
 
     #[test]
-    fn ads_are_sparser_and_never_shown_to_premium_or_opted_out_users() {
-        let world = small();
+    fn in_version_2_ads_are_sparser_and_never_shown_to_premium_or_opted_out_users() {
+        let world = World::new(small().config.version_2());
         let impressions = world.impressions_on(0);
         let ads: Vec<_> = impressions.iter().filter(|i| world.campaigns[i.campaign].channel == Channel::Ad).collect();
         assert!(ads.len() * 2 < impressions.len(), "{} ads of {}", ads.len(), impressions.len());

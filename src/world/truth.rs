@@ -46,6 +46,9 @@ pub struct UserTruth {
     pub activity: f32,
     /// How much more (or less) this user responds to ads than promotions predict.
     pub ad_receptivity: f32,
+    /// Whether the user listens on a phone (ios, android): video ads work
+    /// better there (version 3).
+    pub mobile: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +78,15 @@ pub struct TruthParams {
     pub popularity_effect: [f32; 5],
     /// Amplitude of the evening peak (hour 20) in every task.
     pub evening_peak: f32,
+    /// Added to ad_stream for a video ad shown to a mobile user (version 3;
+    /// 0, and not written, in version 2): an ad-only response that promotion
+    /// logs cannot teach.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub video_ad_on_mobile: f32,
+}
+
+fn is_zero(value: &f32) -> bool {
+    *value == 0.0
 }
 
 impl Default for TruthParams {
@@ -89,7 +101,17 @@ impl Default for TruthParams {
             language_match: 0.8,
             popularity_effect: [0.15, 0.15, 0.0, 0.1, -0.15],
             evening_peak: 0.25,
+            video_ad_on_mobile: 0.0,
         }
+    }
+}
+
+impl TruthParams {
+    /// The truth of a generator version: version 3 adds the video-on-mobile
+    /// effect to ads (+0.5 on the logit, fixed before any run).
+    pub fn for_version(version: u32) -> TruthParams {
+        let video_ad_on_mobile = if version >= 3 { 0.5 } else { 0.0 };
+        TruthParams { video_ad_on_mobile, ..TruthParams::default() }
     }
 }
 
@@ -139,6 +161,9 @@ impl TruthParams {
             }
             if task == 1 {
                 logit += self.ad_receptivity_weight * e.user.ad_receptivity;
+                if is_ad && e.format == Format::Video && e.user.mobile {
+                    logit += self.video_ad_on_mobile;
+                }
             }
             *p = sigmoid(logit);
         }
@@ -163,8 +188,8 @@ mod tests {
     fn affinity_raises_every_task() {
         let params = TruthParams::default();
         let podcast = PodcastTruth { embedding: [1.0; LATENT_DIM], quality: 0.0, log_streams: 3.0 };
-        let fan = UserTruth { taste: [1.0; LATENT_DIM], activity: 0.0, ad_receptivity: 0.0 };
-        let stranger = UserTruth { taste: [-1.0; LATENT_DIM], activity: 0.0, ad_receptivity: 0.0 };
+        let fan = UserTruth { taste: [1.0; LATENT_DIM], activity: 0.0, ad_receptivity: 0.0, mobile: false };
+        let stranger = UserTruth { taste: [-1.0; LATENT_DIM], activity: 0.0, ad_receptivity: 0.0, mobile: false };
         for channel in [Channel::Ad, Channel::Promotion] {
             let high = params.probabilities(&exposure(&fan, &podcast, channel));
             let low = params.probabilities(&exposure(&stranger, &podcast, channel));
@@ -178,7 +203,7 @@ mod tests {
     fn ad_receptivity_moves_only_the_ad_stream_task() {
         let params = TruthParams::default();
         let podcast = PodcastTruth { embedding: [0.5; LATENT_DIM], quality: 0.1, log_streams: 4.0 };
-        let plain = UserTruth { taste: [0.3; LATENT_DIM], activity: 0.0, ad_receptivity: 0.0 };
+        let plain = UserTruth { taste: [0.3; LATENT_DIM], activity: 0.0, ad_receptivity: 0.0, mobile: false };
         let keen = UserTruth { ad_receptivity: 1.0, ..plain.clone() };
         let a = params.probabilities(&exposure(&plain, &podcast, Channel::Ad));
         let b = params.probabilities(&exposure(&keen, &podcast, Channel::Ad));

@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Serialize;
 
 use super::truth::{LATENT_DIM, TruthParams};
-use super::{Campaign, GENERATOR_VERSION, Impression, Podcast, User, World, WorldConfig};
+use super::{Campaign, Impression, Podcast, User, World, WorldConfig};
 use crate::contract::{GENRE_COUNT, GENRES, TIER_BOUNDS, Table};
 use crate::exit_code::ExitCode;
 use crate::progress::Progress;
@@ -32,7 +32,7 @@ const OUTPUTS: [&str; 7] = ["users", "podcasts", "campaigns", "follows", "impres
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("invalid world size: {0}")]
+    #[error("invalid world settings: {0}")]
     InvalidConfig(String),
     #[error("{url} already holds a world (or part of one); pass --overwrite to replace it")]
     NotEmpty { url: String },
@@ -75,7 +75,7 @@ pub async fn generate(out: &Location, config: WorldConfig, overwrite: bool) -> R
     write_single(out, "truth/podcasts", podcast_truth_batch(&world.podcasts)).await?;
     write_single(out, "truth/campaigns", campaign_truth_batch(&world.campaigns)).await?;
     let params = TruthFile {
-        generator_version: GENERATOR_VERSION,
+        generator_version: world.config.generator_version,
         seed: world.config.seed,
         latent_dim: LATENT_DIM,
         genre_embeddings: world.genre_embeddings.to_vec(),
@@ -89,7 +89,7 @@ pub async fn generate(out: &Location, config: WorldConfig, overwrite: bool) -> R
     rows.insert("impressions".to_string(), write_impressions(out, &world).await?);
 
     let manifest = WorldManifest {
-        generator_version: GENERATOR_VERSION,
+        generator_version: world.config.generator_version,
         first_log_day: world.first_log_day(),
         config: world.config,
         genres: GENRES.to_vec(),
@@ -110,6 +110,7 @@ fn check_config(config: &WorldConfig) -> Result<(), GenerateError> {
     if config.days == 0 {
         problems.push("days must be at least 1".to_string());
     }
+    problems.extend(config.regime_problems());
     if !(config.sell_through > 0.0 && config.sell_through <= 2.0) {
         problems.push(format!("sell-through {} must be above 0 and at most 2", config.sell_through));
     }

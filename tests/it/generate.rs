@@ -83,7 +83,7 @@ async fn invalid_sizes_are_all_reported() {
     let err = generate(&location(dir.path()), config, false).await.unwrap_err().to_string();
     assert_eq!(
         err,
-        "invalid world size: users must be at least 1; campaigns must be at least 1; days must be at least 1"
+        "invalid world settings: users must be at least 1; campaigns must be at least 1; days must be at least 1"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
 }
