@@ -10,6 +10,8 @@
 //! scores them, `table` prints and serialises the result.
 
 pub mod arms;
+pub mod grid;
+pub mod grid_page;
 pub mod outcomes;
 pub mod split;
 pub mod table;
@@ -20,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit_code::ExitCode;
 use crate::job::config::JobConfig;
-use crate::model::experiment::ablation_recipes;
+use crate::model::Model;
+use crate::model::experiment::{ablation_recipes, channel_aps};
 use crate::model::train::{Recipe, TrainOptions, train};
 use crate::model::workflow::load_split;
 use crate::storage::Location;
@@ -54,6 +57,8 @@ pub enum AbError {
     NotInWorld(String),
     #[error("scratch directory: {0}")]
     Scratch(#[from] std::io::Error),
+    #[error(transparent)]
+    Chart(#[from] crate::report::ChartError),
     /// Options that would run one world twice.
     #[error("{0}")]
     Options(String),
@@ -82,7 +87,7 @@ impl AbError {
                 ExitCode::Transient => ExitCode::Transient,
                 _ => ExitCode::Internal,
             },
-            AbError::Allocate(_) | AbError::Arrow(_) | AbError::Scratch(_) => ExitCode::Internal,
+            AbError::Allocate(_) | AbError::Arrow(_) | AbError::Scratch(_) | AbError::Chart(_) => ExitCode::Internal,
         }
     }
 }
@@ -108,6 +113,23 @@ pub struct Run {
     pub arms: BTreeMap<String, Outcome>,
     /// Per arm: budget of its half, to check that no arm spent more.
     pub budgets: BTreeMap<String, f64>,
+    /// Per model arm (A, B): how it trained and its offline test AP.
+    #[serde(default)]
+    pub training: BTreeMap<String, ArmTraining>,
+}
+
+/// How a model arm trained, and what it scored offline on the test days.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArmTraining {
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub steps_per_epoch: usize,
+    /// Training rows by source.
+    pub train_promotions: usize,
+    pub train_ads: usize,
+    /// Test AP of the stream prediction the arm serves on each channel.
+    pub test_ap_promotions: f64,
+    pub test_ap_ads: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,12 +138,28 @@ pub struct AbResult {
     pub runs: Vec<Run>,
 }
 
-/// The world's generator config, from `world.json`.
+/// The world's generator config, from `world.json`, with the generator
+/// version it names (a world written before versions were recorded in the
+/// config is version 2's). A version this build does not know is refused:
+/// its truth cannot be rebuilt.
 pub async fn world_config(data: &Location) -> Result<WorldConfig, AbError> {
     let no_truth = |reason: String| AbError::NoTruth { url: data.url().to_string(), reason };
     let bytes = data.join("world.json").read().await.map_err(|e| no_truth(e.to_string()))?;
     let manifest: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| no_truth(e.to_string()))?;
-    serde_json::from_value(manifest["config"].clone()).map_err(|e| no_truth(e.to_string()))
+    let mut config: WorldConfig =
+        serde_json::from_value(manifest["config"].clone()).map_err(|e| no_truth(e.to_string()))?;
+    let version = manifest["generator_version"].as_u64().ok_or_else(|| no_truth("no generator_version".into()))?;
+    if !crate::world::KNOWN_VERSIONS.contains(&(version as u32)) {
+        return Err(no_truth(format!(
+            "generator version {version} is not one this build knows ({:?})",
+            crate::world::KNOWN_VERSIONS
+        )));
+    }
+    config.generator_version = version as u32;
+    if let Some(problem) = config.regime_problems().first() {
+        return Err(no_truth(problem.clone()));
+    }
+    Ok(config)
 }
 
 /// Where campaign `id` is in the world's truth.
@@ -155,17 +193,37 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
         let (dataset, split) = load_split(root, None, &options.training).await?;
         for &seed in &options.seeds {
             let (baseline, joint) = recipes();
-            let train_arm = |recipe: Recipe| {
-                train(&dataset, &split, &TrainOptions { seed, recipe, ..options.training.clone() }, None)
+            let mut training = BTreeMap::new();
+            let mut train_arm = |name: &str, recipe: Recipe| -> Result<Model, AbError> {
+                let arm_options = TrainOptions { seed, recipe: recipe.clone(), ..options.training.clone() };
+                let (model, report) = train(&dataset, &split, &arm_options, None)?;
+                let [test_ap_promotions, test_ap_ads] = channel_aps(&model, &recipe, &dataset, &split.test);
+                let steps = report.epochs.len().max(1);
+                training.insert(
+                    name.to_string(),
+                    ArmTraining {
+                        best_epoch: report.best_epoch,
+                        epochs_run: steps,
+                        steps_per_epoch: options
+                            .training
+                            .steps_per_epoch
+                            .unwrap_or_else(|| report.train_examples.div_ceil(options.training.batch_size)),
+                        train_promotions: report.train_promotions,
+                        train_ads: report.train_ads,
+                        test_ap_promotions,
+                        test_ap_ads,
+                    },
+                );
+                Ok(model)
             };
-            let (model_a, _) = train_arm(baseline)?;
+            let model_a = train_arm("A", baseline)?;
             // The baseline never learnt ads: it serves them through its
             // promotion-stream head, as a promotions-only production model would.
             model_a.network.copy_tower(
                 crate::contract::stream_task(crate::contract::Channel::Promotion),
                 crate::contract::stream_task(crate::contract::Channel::Ad),
             );
-            let (model_b, _) = train_arm(joint)?;
+            let model_b = train_arm("B", joint)?;
             let halves =
                 split::split_world(root, &scratch_root.join(&format!("split-{world_seed}-{seed}")), seed).await?;
             let job = arm_config(&halves[0]);
@@ -194,7 +252,7 @@ pub async fn run(data: &Location, options: &AbOptions) -> Result<AbResult, AbErr
                 b = arms["B"].all.overall.true_streams,
                 "A/B run"
             );
-            runs.push(Run { world_seed: *world_seed, seed, arms, budgets });
+            runs.push(Run { world_seed: *world_seed, seed, arms, budgets, training });
         }
     }
     Ok(AbResult { data: data.url().to_string(), runs })

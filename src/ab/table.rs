@@ -17,9 +17,10 @@ type Metric = (&'static str, fn(&Totals) -> f64);
 const METRICS: [Metric; 4] =
     [("i2s", Totals::i2s), ("eCPS", Totals::ecps), ("CTR", Totals::ctr), ("streams", |t| t.true_streams)];
 
-/// The channels reported: promotions (the paper's case), ads, all.
+/// The channels reported: ads first (the paper's online test compares the
+/// arms on ad campaigns, section 4.4), then promotions, then all.
 const CHANNELS: [(Option<Channel>, &str); 3] =
-    [(Some(Channel::Promotion), "promotions"), (Some(Channel::Ad), "ads"), (None, "all campaigns")];
+    [(Some(Channel::Ad), "ads"), (Some(Channel::Promotion), "promotions"), (None, "all campaigns")];
 
 /// Two-sided 95% quantile of Student's t with `df` degrees of freedom.
 fn t95(df: usize) -> f64 {
@@ -192,6 +193,17 @@ impl AbResult {
                     let (mean, half) = interval(&per_run);
                     changes.insert(
                         format!("{}.{slice_name}.{}", channel_name.replace(' ', "_"), metric_name.to_lowercase()),
+                        json!({"mean": finite(mean), "low": half.map(|h| mean - h), "high": half.map(|h| mean + h), "per_run": per_run}),
+                    );
+                }
+            }
+            let tiers = self.runs.first().map_or(0, |r| r.arms["A"].all.tiers.len());
+            for tier in 0..tiers {
+                for (metric_name, metric) in METRICS {
+                    let per_run = self.changes(channel, metric, tier_slice(tier));
+                    let (mean, half) = interval(&per_run);
+                    changes.insert(
+                        format!("{}.tier{}.{}", channel_name.replace(' ', "_"), tier + 1, metric_name.to_lowercase()),
                         json!({"mean": finite(mean), "low": half.map(|h| mean - h), "high": half.map(|h| mean + h), "per_run": per_run}),
                     );
                 }

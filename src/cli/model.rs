@@ -1,14 +1,16 @@
 //! `train`, `evaluate`, `finetune`, `experiment` and `info`: the model.
 
 use audience::Error;
-use audience::contract::Task;
+use audience::ab::grid::{GridOptions, GridResult, run_grid};
+use audience::contract::{Channel, Task};
 use audience::model::evaluate::Evaluation;
 use audience::model::fused::Precision;
-use audience::model::train::TrainOptions;
+use audience::model::train::{FAIR_STEPS_PER_EPOCH, TrainOptions};
 use audience::model::workflow::{
     Finetune, Source, evaluate_saved, evaluate_saved_in, finetune, load_split, train_and_save,
 };
 use audience::model::{experiment, probe_libtorch};
+use audience::world::WorldConfig;
 use clap::{Args, Subcommand};
 
 use super::{distinct, location, output, output_file};
@@ -125,6 +127,34 @@ pub enum Experiment {
         #[command(flatten)]
         training: TrainingArgs,
     },
+    /// The paper's regime as one fixed grid (docs/ab.md): B vs A against
+    /// promotion labels, the one-change worlds, the version 2 world and the
+    /// ablation; writes grid.json (a rerun resumes it) and grid.html.
+    Regime {
+        /// Where the worlds, grid.json and grid.html go (a local directory or URL).
+        #[arg(long)]
+        out: String,
+        /// Users of every world of the grid.
+        #[arg(long, default_value_t = WorldConfig::default().users)]
+        users: u64,
+        /// Campaigns of every world.
+        #[arg(long, default_value_t = WorldConfig::default().campaigns)]
+        campaigns: u64,
+        /// Impression log rows of every world.
+        #[arg(long, default_value_t = WorldConfig::default().impressions)]
+        impressions: u64,
+        /// The default world's seed; --world-seeds adds more worlds of the curve.
+        #[arg(long, default_value_t = WorldConfig::default().seed)]
+        world_seed: u64,
+        /// Further seeds of the default world, at every promotion-label level.
+        #[arg(long, value_delimiter = ',', default_value = "8,9")]
+        world_seeds: Vec<u64>,
+        /// Training seeds, at every point.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        #[command(flatten)]
+        training: TrainingArgs,
+    },
 }
 
 impl Command {
@@ -174,6 +204,9 @@ impl Command {
                 }
             }
             Command::Finetune { data, model, out, task, source, labels, encoder_lr_scale, new_head, training } => {
+                if labels.is_some() && training.promotion_labels.is_some() {
+                    return Err(Error::Usage("--labels and --promotion-labels both cap the labels: give one".into()));
+                }
                 let recipe = Finetune { task, source, labels, encoder_lr_scale, new_head };
                 let (data, model, out) = (location(&data)?, location(&model)?, output("--out", &out)?);
                 let (manifest, base) = finetune(&data, &model, &out, &recipe, &training.options()?).await?;
@@ -203,7 +236,7 @@ impl Experiment {
         match self {
             Experiment::Ablation { data, seeds, training } => {
                 distinct("--seeds", &seeds)?;
-                let options = training.options()?;
+                let options = training.fair_options()?;
                 let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
                 print!("{}", experiment::ablation(&dataset, &split, &options, &seeds)?.table());
             }
@@ -216,7 +249,7 @@ impl Experiment {
                 if let Some(path) = &json {
                     output_file("--json", path)?;
                 }
-                let options = audience::ab::AbOptions { seeds, world_seeds, training: training.options()? };
+                let options = audience::ab::AbOptions { seeds, world_seeds, training: training.fair_options()? };
                 let result = audience::ab::run(&location(&data)?, &options).await?;
                 print!("{}", result.table());
                 if let Some(path) = json {
@@ -231,6 +264,25 @@ impl Experiment {
                 let (dataset, split) = load_split(&location(&data)?, None, &options).await?;
                 let (zero_shot, rows) = experiment::cold_start(&dataset, &split, &options, &labels)?;
                 print!("{}", experiment::cold_start_table(zero_shot, &rows));
+            }
+            Experiment::Regime { out, users, campaigns, impressions, world_seed, world_seeds, seeds, training } => {
+                distinct("--seeds", &seeds)?;
+                distinct("--world-seeds", &world_seeds)?;
+                if seeds.is_empty() || world_seeds.contains(&world_seed) {
+                    return Err(Error::Usage(
+                        "--seeds needs a seed, and --world-seeds may not repeat --world-seed".into(),
+                    ));
+                }
+                if training.promotion_labels.is_some() {
+                    return Err(Error::Usage("the grid sets its own promotion labels: drop --promotion-labels".into()));
+                }
+                let world = WorldConfig { users, campaigns, impressions, seed: world_seed, ..WorldConfig::default() };
+                let options = GridOptions { world, world_seeds, seeds, training: training.fair_options()? };
+                let root = output("--out", &out)?;
+                let result = run_grid(&root, &options).await?;
+                audience::ab::grid_page::write(&root, &result).await?;
+                print!("{}", grid_summary(&result));
+                println!("{}", location(&out)?.join("grid.html"));
             }
         }
         Ok(())
@@ -258,6 +310,14 @@ pub struct TrainingArgs {
     /// Days before the test days used for early stopping.
     #[arg(long, default_value_t = TrainOptions::default().validation_days)]
     validation_days: u32,
+    /// Train on this many promotion impressions only: drawn once per seed, the
+    /// same rows for every model; ad impressions are all kept.
+    #[arg(long)]
+    promotion_labels: Option<usize>,
+    /// Optimiser steps per epoch [default: one pass over the training rows;
+    /// for the ablation and the A/B, 700, the same budget for every model].
+    #[arg(long)]
+    steps_per_epoch: Option<usize>,
 }
 
 impl TrainingArgs {
@@ -274,6 +334,9 @@ impl TrainingArgs {
                 "--epochs must be 1–10000, --batch-size 2–1048576 and --learning-rate in (0, 10]".into(),
             ));
         }
+        if self.promotion_labels == Some(0) || self.steps_per_epoch == Some(0) {
+            return Err(Error::Usage("--promotion-labels and --steps-per-epoch must be at least 1".into()));
+        }
         Ok(TrainOptions {
             seed: self.seed,
             max_epochs: self.epochs,
@@ -281,8 +344,19 @@ impl TrainingArgs {
             learning_rate: self.learning_rate,
             test_days: self.test_days,
             validation_days: self.validation_days,
+            label_budget: self.promotion_labels,
+            label_source: self.promotion_labels.map(|_| Channel::Promotion),
+            steps_per_epoch: self.steps_per_epoch,
             ..TrainOptions::default()
         })
+    }
+
+    /// The options of an experiment that compares models: every model gets
+    /// the same budget of optimiser steps ([`FAIR_STEPS_PER_EPOCH`] unless
+    /// `--steps-per-epoch` says otherwise).
+    fn fair_options(&self) -> Result<TrainOptions, Error> {
+        let options = self.options()?;
+        Ok(TrainOptions { steps_per_epoch: options.steps_per_epoch.or(Some(FAIR_STEPS_PER_EPOCH)), ..options })
     }
 }
 
@@ -300,6 +374,31 @@ fn compare_ap(fp32: &Evaluation, other: &Evaluation, precision: Precision) -> St
                 100.0 * (y - x) / x
             );
         }
+    }
+    out
+}
+
+/// One line per grid point: B's change against A on ads and promotions.
+fn grid_summary(grid: &GridResult) -> String {
+    let mut out = String::new();
+    for point in &grid.points {
+        let change = |key: &str| {
+            let v = &point.ab["b_vs_a"][key];
+            match (v["mean"].as_f64(), v["low"].as_f64(), v["high"].as_f64()) {
+                (Some(m), Some(l), Some(h)) => format!("{:+.1}% [{:+.1}, {:+.1}]", 100.0 * m, 100.0 * l, 100.0 * h),
+                (Some(m), _, _) => format!("{:+.1}%", 100.0 * m),
+                _ => "-".to_string(),
+            }
+        };
+        out += &format!(
+            "{}: ads i2s {}, eCPS {}; promotions i2s {}, eCPS {} ({:.0} s)\n",
+            point.point.name,
+            change("ads.overall.i2s"),
+            change("ads.overall.ecps"),
+            change("promotions.overall.i2s"),
+            change("promotions.overall.ecps"),
+            point.seconds
+        );
     }
     out
 }

@@ -24,6 +24,17 @@ use super::{Model, ModelError};
 use crate::contract::Channel;
 use crate::progress::Progress;
 
+/// Optimiser steps per epoch when models are compared (the ablation, the A/B):
+/// every model gets the same budget, `max_epochs` × 700 steps, and stops
+/// early by patience on its own validation AP. 700 is one pass over the
+/// default world's training rows at the default batch of 1,024 (714,288 rows),
+/// the budget the joint model had before; fixed before any comparison ran.
+pub const FAIR_STEPS_PER_EPOCH: usize = 700;
+
+/// Tag of the label budget's random stream (the rows kept), apart from the
+/// training's own stream (batches).
+const LABEL_STREAM: u64 = 0x4C41_4245_4C53; // "LABELS"
+
 /// Tasks whose towers only promotion impressions may train.
 pub const PROMOTION_TASKS: [usize; 1] = [0];
 
@@ -71,8 +82,19 @@ pub struct TrainOptions {
     pub test_days: u32,
     pub recipe: Recipe,
     pub architecture: Architecture,
-    /// Train on at most this many (randomly chosen) training impressions.
+    /// Train on at most this many training impressions: of `label_source`
+    /// only (the other source's rows are all kept), or of all the recipe's
+    /// rows when it is `None`. The rows are drawn from a stream of their own
+    /// (seeded by `seed`), so recipes that use the same source get the same rows.
     pub label_budget: Option<usize>,
+    #[serde(default)]
+    pub label_source: Option<Channel>,
+    /// Optimiser steps per epoch; `None`: one pass over the training rows.
+    /// A fixed number gives every recipe the same budget of steps whatever
+    /// its rows (the A/B and the ablation), a budget of the promotion rows
+    /// repeating as often as the steps need them.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
     /// When fine-tuning: learning rate of the embeddings and encoder relative to
     /// the towers; 0 freezes them (batch norm statistics included).
     pub encoder_lr_scale: f64,
@@ -91,6 +113,8 @@ impl Default for TrainOptions {
             recipe: Recipe::joint(),
             architecture: Architecture::default(),
             label_budget: None,
+            label_source: None,
+            steps_per_epoch: None,
             encoder_lr_scale: 1.0,
         }
     }
@@ -101,8 +125,16 @@ impl Default for TrainOptions {
 pub struct TrainingReport {
     pub options: TrainOptions,
     pub train_examples: usize,
+    /// The training rows by source (after the recipe and the label budget).
+    #[serde(default)]
+    pub train_promotions: usize,
+    #[serde(default)]
+    pub train_ads: usize,
     pub epochs: Vec<EpochReport>,
     pub best_epoch: usize,
+    /// Optimiser steps taken (every epoch's, including those after the best).
+    #[serde(default)]
+    pub steps: usize,
     /// Mean validation AP of the stream heads at the best epoch.
     pub validation_stream_ap: f64,
     pub seconds: f64,
@@ -128,7 +160,7 @@ pub fn train(
     tch::manual_seed(options.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let recipe = &options.recipe;
-    let rows = training_rows(data, split, options, &mut rng)?;
+    let rows = training_rows(&data.is_ad, split, options)?;
     let model = match start {
         Some(trained) => trained.copy()?,
         None => fresh_model(data, &rows, options),
@@ -141,13 +173,16 @@ pub fn train(
 
     let (promotions, ads): (Vec<i64>, Vec<i64>) = rows.iter().partition(|&&i| !data.is_ad[i as usize]);
     let mut sampler = BalancedSampler::new(promotions, ads);
-    let batches_per_epoch = rows.len().div_ceil(options.batch_size);
+    let batches_per_epoch = options.steps_per_epoch.unwrap_or_else(|| rows.len().div_ceil(options.batch_size));
     let mut progress = Progress::new("training", (batches_per_epoch * options.max_epochs) as u64);
     let mut report = TrainingReport {
         options: options.clone(),
         train_examples: rows.len(),
+        train_promotions: rows.iter().filter(|&&i| !data.is_ad[i as usize]).count(),
+        train_ads: rows.iter().filter(|&&i| data.is_ad[i as usize]).count(),
         epochs: Vec::new(),
         best_epoch: 0,
+        steps: 0,
         validation_stream_ap: f64::NEG_INFINITY,
         seconds: 0.0,
         examples_per_second: 0.0,
@@ -165,6 +200,7 @@ pub fn train(
             optimizer.backward_step(&loss);
             loss_sum += loss.double_value(&[]);
             trained_examples += index.size()[0] as usize;
+            report.steps += 1;
             progress.inc(1);
         }
         train_seconds += started.elapsed().as_secs_f64();
@@ -195,20 +231,24 @@ pub fn train(
 }
 
 /// The training rows the recipe uses, cut to the label budget (a random
-/// subset, in row order) when one is set.
-fn training_rows(
-    data: &Dataset,
-    split: &Split,
-    options: &TrainOptions,
-    rng: &mut ChaCha8Rng,
-) -> Result<Vec<i64>, ModelError> {
+/// subset, in row order) when one is set: see [`TrainOptions::label_budget`].
+fn training_rows(is_ad: &[bool], split: &Split, options: &TrainOptions) -> Result<Vec<i64>, ModelError> {
     let recipe = &options.recipe;
-    let mut rows: Vec<i64> = split.train.iter().copied().filter(|&i| recipe.uses(data.is_ad[i as usize])).collect();
-    if let Some(budget) = options.label_budget.filter(|&b| b < rows.len()) {
-        rows.shuffle(rng);
-        rows.truncate(budget);
-        rows.sort_unstable();
-    }
+    let budgeted = |i: i64| match options.label_source {
+        Some(channel) => is_ad[i as usize] == (channel == Channel::Ad),
+        None => recipe.uses(is_ad[i as usize]),
+    };
+    // A source's budget is drawn from every training row of that source,
+    // before the recipe narrows them, so the draw is the same for every recipe.
+    let mut drawn: Vec<i64> = split.train.iter().copied().filter(|&i| budgeted(i)).collect();
+    let kept: Option<std::collections::HashSet<i64>> =
+        options.label_budget.filter(|&b| b < drawn.len()).map(|budget| {
+            let mut rng = ChaCha8Rng::seed_from_u64(crate::hashing::splitmix64(options.seed ^ LABEL_STREAM));
+            drawn.shuffle(&mut rng);
+            drawn.into_iter().take(budget).collect()
+        });
+    let kept = |i: i64| !budgeted(i) || kept.as_ref().is_none_or(|k| k.contains(&i));
+    let rows: Vec<i64> = split.train.iter().copied().filter(|&i| recipe.uses(is_ad[i as usize]) && kept(i)).collect();
     if rows.is_empty() {
         return Err(ModelError::Invalid(format!("recipe {:?} has no training impressions", recipe.name)));
     }
@@ -294,6 +334,28 @@ impl BalancedSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_promotion_budget_gives_every_recipe_the_same_promotion_rows_and_keeps_every_ad() {
+        // 1,000 training rows, every third an ad (334 ads, 666 promotions).
+        let is_ad: Vec<bool> = (0..1000).map(|i| i % 3 == 0).collect();
+        let split = Split { train: (0..1000).collect(), ..Split::default() };
+        let budget =
+            TrainOptions { label_budget: Some(100), label_source: Some(Channel::Promotion), ..TrainOptions::default() };
+        let rows = |recipe: Recipe, seed: u64| {
+            training_rows(&is_ad, &split, &TrainOptions { recipe, seed, ..budget.clone() }).unwrap()
+        };
+        let promotions = |rows: &[i64]| rows.iter().copied().filter(|&i| !is_ad[i as usize]).collect::<Vec<_>>();
+        let baseline = Recipe { name: "A".into(), promotions: true, ads: false, heads: vec![0, 2, 3, 4] };
+        let (a, b) = (rows(baseline.clone(), 1), rows(Recipe::joint(), 1));
+        assert_eq!(promotions(&a).len(), 100);
+        assert_eq!(promotions(&a), promotions(&b), "both arms train on the same promotion rows");
+        assert_eq!(b.len(), 100 + 334, "every ad row is kept");
+        assert_ne!(promotions(&rows(baseline, 2)), promotions(&a), "another seed draws other rows");
+        // Without a source, the budget caps the recipe's own rows (fine-tuning, cold start).
+        let capped = TrainOptions { label_budget: Some(50), recipe: Recipe::joint(), ..TrainOptions::default() };
+        assert_eq!(training_rows(&is_ad, &split, &capped).unwrap().len(), 50);
+    }
 
     #[test]
     fn ads_never_train_the_promotion_tower() {

@@ -159,7 +159,9 @@ pub async fn finetune(
     let name = format!("fine-tune {} on {} impressions", finetune.task.name(), finetune.source.as_str());
     let options = TrainOptions {
         recipe: Recipe { name, promotions, ads, heads: vec![head] },
-        label_budget: finetune.labels,
+        // `--labels` caps the recipe's rows; without it, a promotion budget stands.
+        label_budget: finetune.labels.or(training.label_budget),
+        label_source: if finetune.labels.is_some() { None } else { training.label_source },
         encoder_lr_scale: finetune.encoder_lr_scale,
         ..training.clone()
     };

@@ -248,6 +248,47 @@ pub fn lines(
     })
 }
 
+/// A point with its 95% interval, if it has one: (x, y, (low, high)).
+pub type Estimate = (f64, f64, Option<(f64, f64)>);
+
+/// Per series, its estimates joined by a line, each with its interval as a
+/// vertical bar; a grey line at y = 0 (no change).
+pub fn intervals(
+    title: &str,
+    (x_desc, x_range): (&str, Range<f64>),
+    (y_desc, y_range): (&str, Range<f64>),
+    series: &[(String, Vec<Estimate>)],
+    legend: Legend,
+) -> Result<String, ChartError> {
+    svg(title, |root| {
+        let mut chart = frame(root, title, 56).build_cartesian_2d(x_range.clone(), y_range.clone())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|v| compact(*v))
+            .y_label_formatter(&|v| compact(*v))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        chart.draw_series(LineSeries::new([(x_range.start, 0.0), (x_range.end, 0.0)], GREY.stroke_width(1)))?;
+        for (i, (name, estimates)) in series.iter().enumerate() {
+            let c = colour(i);
+            let points = estimates.iter().map(|&(x, y, _)| (x, y));
+            chart
+                .draw_series(LineSeries::new(points, c.stroke_width(2)).point_size(3))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new([(x - 8, y), (x + 8, y)], c.stroke_width(2)));
+            chart.draw_series(
+                estimates
+                    .iter()
+                    .filter_map(|&(x, _, bounds)| bounds.map(|(low, high)| PathElement::new([(x, low), (x, high)], c))),
+            )?;
+        }
+        chart.configure_series_labels().position(legend).background_style(WHITE.mix(0.85)).border_style(GREY).draw()?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

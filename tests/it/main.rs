@@ -17,6 +17,7 @@ mod job;
 mod libtorch;
 mod market;
 mod model;
+mod regime;
 mod report;
 mod scoring;
 mod torchscript;

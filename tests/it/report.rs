@@ -20,7 +20,7 @@ fn chromium() -> PathBuf {
     binary
 }
 
-struct Rendered {
+pub(crate) struct Rendered {
     dom: String,
     screenshot: Vec<u8>,
     /// URLs the page itself requested (the browser's own background requests excluded).
@@ -52,7 +52,7 @@ fn browse(scratch: &Path, extra: &[String], page: &Path) -> std::process::Output
     output
 }
 
-fn render(page: &Path, scratch: &Path) -> Rendered {
+pub(crate) fn render(page: &Path, scratch: &Path) -> Rendered {
     let log = scratch.join("net-log.json");
     let dumped = browse(scratch, &["--dump-dom".into(), format!("--log-net-log={}", log.display())], page);
     let shot = scratch.join("screenshot.png");
@@ -82,7 +82,7 @@ fn page_requests(log: &Path) -> Vec<String> {
         .collect()
 }
 
-fn assert_sections(rendered: &Rendered, sections: &[&str], at_least_figures: usize) {
+pub(crate) fn assert_sections(rendered: &Rendered, sections: &[&str], at_least_figures: usize) {
     for id in sections {
         assert!(rendered.dom.contains(&format!("<section id=\"{id}\">")), "section {id} missing");
     }
