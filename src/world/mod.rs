@@ -212,7 +212,10 @@ impl World {
         let exp = logits.map(|l| (l - max).exp());
         let sum: f32 = exp.iter().sum();
         let genre_affinity = exp.map(|e| e / sum);
-        let listening_hours_30d = (2.0 + 0.9 * truth.activity).exp();
+        // Capped at the hours in 30 days, the contract's limit: the lognormal
+        // passes it above 5.1 standard deviations of activity (about two
+        // users in ten million).
+        let listening_hours_30d = (2.0 + 0.9 * truth.activity).exp().min(crate::contract::HOURS_IN_30_DAYS as f32);
         let follows_count = poisson(&mut rng, (0.8 + 0.5 * truth.activity as f64).exp()).min(40) as i32;
         let searches_30d = poisson(&mut rng, (1.0 + 0.4 * truth.activity as f64).exp()) as i32;
         User {
@@ -371,6 +374,15 @@ mod tests {
 
     fn small() -> World {
         World::new(WorldConfig { users: 2_000, impressions: 20_000, days: 4, ..WorldConfig::default() })
+    }
+
+    #[test]
+    fn listening_hours_stay_within_the_hours_of_30_days() {
+        // User 4,488,862 of the ten-million-user world of seed 7 drew 879.8
+        // hours before the cap, and `validate` refused the world.
+        let world = World::new(WorldConfig { users: 10_000_000, seed: 7, ..WorldConfig::default() });
+        let hours = world.user(4_488_861).listening_hours_30d;
+        assert_eq!(hours, crate::contract::HOURS_IN_30_DAYS as f32);
     }
 
     #[test]
