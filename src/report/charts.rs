@@ -6,6 +6,7 @@
 use std::ops::Range;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// Where a figure's legend goes: the corner its lines leave empty.
@@ -90,6 +91,27 @@ fn frame<'a, 'b>(root: &'a Area<'b>, title: &str, y_labels: u32) -> ChartBuilder
     let mut builder = ChartBuilder::on(root);
     builder.caption(title, ("sans-serif", 16)).margin(12).x_label_area_size(42).y_label_area_size(y_labels);
     builder
+}
+
+type Linear<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A frame with linear axes over the ranges, labelled compactly, and its grid drawn.
+fn linear<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    (x_desc, x_range): (&str, Range<f64>),
+    (y_desc, y_range): (&str, Range<f64>),
+) -> Result<Linear<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let mut chart = frame(root, title, 56).build_cartesian_2d(x_range, y_range)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| compact(*v))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    Ok(chart)
 }
 
 /// Positive points on log-log axes sharing one range, with the line y = x
@@ -218,15 +240,7 @@ pub fn lines(
     (diagonal, markers, legend): (Option<&str>, bool, Legend),
 ) -> Result<String, ChartError> {
     svg(title, |root| {
-        let mut chart = frame(root, title, 56).build_cartesian_2d(x_range.clone(), y_range.clone())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_label_formatter(&|v| compact(*v))
-            .y_label_formatter(&|v| compact(*v))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()?;
+        let mut chart = linear(root, title, (x_desc, x_range.clone()), (y_desc, y_range.clone()))?;
         if let Some(name) = diagonal {
             let (low, high) = (x_range.start.max(y_range.start), x_range.end.min(y_range.end));
             chart
@@ -261,15 +275,7 @@ pub fn intervals(
     legend: Legend,
 ) -> Result<String, ChartError> {
     svg(title, |root| {
-        let mut chart = frame(root, title, 56).build_cartesian_2d(x_range.clone(), y_range.clone())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_label_formatter(&|v| compact(*v))
-            .y_label_formatter(&|v| compact(*v))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()?;
+        let mut chart = linear(root, title, (x_desc, x_range.clone()), (y_desc, y_range.clone()))?;
         chart.draw_series(LineSeries::new([(x_range.start, 0.0), (x_range.end, 0.0)], GREY.stroke_width(1)))?;
         for (i, (name, estimates)) in series.iter().enumerate() {
             let c = colour(i);
