@@ -6,8 +6,8 @@
 #
 #   scripts/bench-cluster.sh [DIR]
 #
-# USERS (default 500000: four 128k-row groups in the users table, so both
-# engines have work for two partitions), SOLVER (default greedy, so that the
+# USERS (default 500000: four 128k-row groups in the users table; the scan
+# splits them by rows into the two partitions), SOLVER (default greedy, so that the
 # allocation, which runs in the job's process on either engine, does not drown
 # the scoring stage; lagrangian for the default job).
 # DIR keeps the world and model between runs (default: a new temporary directory).

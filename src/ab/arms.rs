@@ -85,9 +85,11 @@ async fn score_by(
         }
         Reference::Random(_) => Vec::new(),
     };
+    let mut follows = crate::scoring::follows::FollowCache::default();
     for batch in &batches {
         let users = encode_users(&features.spec, "users", batch)?;
-        let (rows, _) = eligible_pairs(&prepared, batch, &users)?;
+        let (rows, _) =
+            eligible_pairs(&prepared, &mut follows, batch, &users).await.map_err(crate::scoring::ScoreError::from)?;
         result.users += batch.num_rows() as u64;
         let mut truths: Vec<Option<crate::world::User>> = vec![None; batch.num_rows()];
         for (c, rows) in rows.iter().enumerate() {

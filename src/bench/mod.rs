@@ -4,4 +4,5 @@
 //! print their figures, each also as a JSON line; they never assert a time.
 
 pub mod allocate;
+pub mod layout;
 pub mod score;

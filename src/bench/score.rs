@@ -21,6 +21,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use tch::{Device, Kind, Tensor};
 
+use super::layout::{Layout, LayoutError, rewrite_users};
 use crate::model::Model;
 use crate::model::features::{FeatureSpec, encode_users};
 use crate::model::fused::{Isa, Precision};
@@ -53,6 +54,10 @@ pub enum BenchError {
     Scratch(#[from] std::io::Error),
     #[error(transparent)]
     Allocate(#[from] crate::allocate::AllocateError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Batch(#[from] crate::scoring::scorer::ScoreBatchError),
 }
 
 impl BenchError {
@@ -65,6 +70,9 @@ impl BenchError {
             BenchError::Generate(e) => e.exit_code(),
             BenchError::Query(e) => crate::exit_code::of_query(e),
             BenchError::Feature(_) | BenchError::WorldManifest(_) => ExitCode::Invalid,
+            BenchError::Layout(LayoutError::Storage(e)) => e.exit_code(),
+            BenchError::Batch(e) => e.exit_code(),
+            BenchError::Layout(LayoutError::Query(e)) => crate::exit_code::of_query(e),
             BenchError::Arrow(_) | BenchError::Scratch(_) | BenchError::Allocate(_) => ExitCode::Internal,
         }
     }
@@ -83,6 +91,11 @@ pub struct BenchOptions {
     pub precisions: Vec<Precision>,
     /// Also run one partition (the default runs all cores only).
     pub one_partition: bool,
+    /// How the generated world's users table is laid out.
+    pub layout: Layout,
+    /// Pool size over the users a budget can buy (the job's 2; 0 keeps no
+    /// candidate, so the memory figures are the operator's alone).
+    pub slack: f64,
 }
 
 /// FLOP/s of a square matmul of `kind` on this machine laid out as the
@@ -163,7 +176,9 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
             Model::new(FeatureSpec::default(), Architecture::default())
         }
     };
-    let layout = serde_json::json!({ "cpu": crate::measure::cpu_model(), "threads": cores, "libtorch_threads": 1 });
+    let layout = serde_json::json!({
+        "cpu": crate::measure::cpu_model(), "threads": cores, "libtorch_threads": 1, "table_layout": options.layout.as_str()
+    });
 
     // Measured before and after the scoring runs (the machines are shared and
     // their speed drifts); shares are of the mean of the two.
@@ -195,7 +210,7 @@ pub async fn run(options: &BenchOptions) -> Result<(), BenchError> {
         let layouts: &[(&str, usize)] =
             if options.one_partition { &[("1 partition", 1), ("all cores", cores)] } else { &[("all cores", cores)] };
         for &(label, partitions) in layouts {
-            runs.push(scoring_run(&root, &model, date, precision, label, partitions).await?);
+            runs.push(scoring_run(&root, &model, date, (precision, options.slack), label, partitions).await?);
         }
     }
     let gemm_after = gemm_flops(Kind::Float, cores);
@@ -234,6 +249,9 @@ async fn bench_world(options: &BenchOptions, scratch: &std::path::Path) -> Resul
         options.campaigns,
         started.elapsed().as_secs_f64()
     );
+    rewrite_users(&root, options.users, options.layout).await?;
+    let files = root.join("users").list().await?.len();
+    println!("users table: layout {}, {files} files", options.layout.as_str());
     Ok(root)
 }
 
@@ -243,11 +261,11 @@ async fn scoring_run(
     root: &Location,
     model: &Model,
     date: NaiveDate,
-    precision: Precision,
+    (precision, slack): (Precision, f64),
     label: &str,
     partitions: usize,
 ) -> Result<Run, BenchError> {
-    let score_options = ScoreOptions { partitions, precision, ..ScoreOptions::new(date) };
+    let score_options = ScoreOptions { partitions, precision, slack, ..ScoreOptions::new(date) };
     let reset = crate::measure::reset_peak_rss();
     let before = crate::measure::current_rss_bytes();
     let scored = score(root, model, &score_options).await?;
@@ -270,6 +288,17 @@ async fn scoring_run(
     let context = serde_json::json!({ "precision": precision.as_str(), "partitions": partitions, "users": scored.users, "pairs": pairs });
     figure("scoring_pairs_per_second", pairs as f64 / scored.seconds, "pairs/s", context.clone());
     figure("scoring_effective_flops", flops / 1e9, "GFLOP/s", context.clone());
+    if let Some(utilisation) = &scored.utilisation {
+        let percents = |shares: Vec<f64>| shares.iter().map(|s| format!("{:.0}%", 100.0 * s)).collect::<Vec<_>>();
+        println!(
+            "  threads: per partition, busy {} of the scan's {:.2}s wall (on a thread: reading, preparing, scoring), of which scoring {}",
+            percents(utilisation.busy_shares()).join(" / "),
+            utilisation.wall,
+            percents(utilisation.scoring_shares()).join(" / ")
+        );
+        let lowest = utilisation.busy_shares().into_iter().fold(f64::INFINITY, f64::min);
+        figure("thread_busy_lowest", 100.0 * lowest, "%", context.clone());
+    }
     let candidates: usize = scored.pools.iter().map(Vec::len).sum();
     if let Some(bytes) = working_bytes {
         println!(
@@ -281,9 +310,36 @@ async fn scoring_run(
             std::mem::size_of::<Candidate>()
         );
         figure("operator_working_set", bytes as f64 / (1 << 20) as f64, "MiB", context.clone());
+        if let Some(heap) = &scored.heap {
+            attribution(heap, bytes, pool_bytes, &context);
+        }
     }
     figure("bytes_per_candidate", std::mem::size_of::<Candidate>() as f64, "bytes", context);
     Ok(Run { label, precision, partitions, scored, flops })
+}
+
+/// The working set split by what the Rust heap counters saw: what preparing
+/// holds (with the follow exclusions), the scan's own peak less the pools,
+/// and the rest (libtorch's own allocations, memory the allocator keeps).
+fn attribution(heap: &crate::scoring::HeapUse, working: u64, pool_bytes: u64, context: &serde_json::Value) {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let scan = heap.scan_peak.saturating_sub(pool_bytes);
+    let counted = heap.prepare_peak.max(heap.prepared + scan);
+    let rest = working as i64 - counted as i64;
+    println!(
+        "  working set by part (Rust heap counters): prepared {:.1} MiB held ({:.1} MiB at its peak), scan {:.1} MiB at its peak less the pools (batches, reader buffers, tiles, follow exclusions: at most {} held at once, {} follows row groups read), not in the Rust heap {:.1} MiB (libtorch's own, allocator free lists)",
+        mib(heap.prepared),
+        mib(heap.prepare_peak),
+        mib(scan),
+        heap.follows_peak,
+        heap.follows_reads,
+        rest as f64 / (1 << 20) as f64
+    );
+    figure("heap_prepared", mib(heap.prepared), "MiB", context.clone());
+    figure("heap_prepare_peak", mib(heap.prepare_peak), "MiB", context.clone());
+    figure("heap_scan_less_pools", mib(scan), "MiB", context.clone());
+    figure("follow_exclusions_held_peak", heap.follows_peak as f64, "pairs", context.clone());
+    figure("working_set_outside_heap", rest as f64 / (1 << 20) as f64, "MiB", context.clone());
 }
 
 /// The runs against the GEMM rate and the naive path; with both precisions,
@@ -312,6 +368,10 @@ fn summary(root: &Location, runs: &[Run], gemm: f64, naive: Option<f64>, cores: 
     if let (Some(fp32), Some(bf16)) = (all_cores(Precision::Fp32), all_cores(Precision::Bf16)) {
         println!("bf16/fp32: {:.1}x", bf16.flops / fp32.flops);
         figure("bf16_over_fp32", bf16.flops / fp32.flops, "x", serde_json::json!({ "partitions": cores }));
+        if fp32.scored.pools.iter().all(Vec::is_empty) {
+            println!("bf16 audiences vs fp32: not compared (no candidates kept: --slack 0)");
+            return Ok(());
+        }
         let overlap = audience_overlap(root, &fp32.scored, &bf16.scored)?;
         let median = median(overlap.clone());
         println!(
@@ -373,7 +433,8 @@ async fn naive(root: &Location, model: &Model, date: NaiveDate, users: usize) ->
     let batch = ctx.sql(&format!("SELECT * FROM users ORDER BY user_id LIMIT {users}")).await?.collect().await?;
     let batch = arrow::compute::concat_batches(&batch[0].schema(), &batch)?;
     let encoded = encode_users(&model.spec, "users", &batch)?;
-    let (rows, pairs) = eligible_pairs(&prepared, &batch, &encoded)?;
+    let mut follows = crate::scoring::follows::FollowCache::default();
+    let (rows, pairs) = eligible_pairs(&prepared, &mut follows, &batch, &encoded).await?;
     let (mut user_index, mut campaign_index, mut pair_values) =
         (Vec::<i64>::new(), Vec::<i64>::new(), Vec::<f32>::new());
     for (c, (rows, pairs)) in rows.iter().zip(&pairs).enumerate() {

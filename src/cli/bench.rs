@@ -3,6 +3,7 @@
 use audience::Error;
 use audience::allocate::{Solver, Valuation};
 use audience::bench::allocate::BenchOptions;
+use audience::bench::layout::Layout;
 use audience::bench::score::BenchOptions as ScoreBenchOptions;
 use audience::model::fused::{Precision, bf16_supported};
 use clap::Subcommand;
@@ -55,6 +56,12 @@ pub enum Command {
         /// Also run on one partition (one core).
         #[arg(long)]
         one_partition: bool,
+        /// The generated users table's layout: default (as `generate` writes it), one-row-group (one file, one row group) or many-files (1,000 files).
+        #[arg(long, default_value = "default")]
+        layout: Layout,
+        /// Pool size over the users a campaign's budget can buy (the job's default 2); 0 keeps no candidate, so the memory figures are the operator's alone.
+        #[arg(long, default_value_t = 2.0)]
+        slack: f64,
     },
 }
 
@@ -75,9 +82,17 @@ impl Command {
                     warm_start,
                 });
             }
-            Command::Score { users, campaigns, naive_users, data, model, precision, one_partition } => {
+            Command::Score { users, campaigns, naive_users, data, model, precision, one_partition, layout, slack } => {
                 if users == 0 || campaigns == 0 {
                     return Err(Error::Usage("--users and --campaigns must be at least 1".into()));
+                }
+                if !(slack.is_finite() && slack >= 0.0) {
+                    return Err(Error::Usage(format!("--slack is {slack}; it must be a finite number ≥ 0")));
+                }
+                if data.is_some() && layout != Layout::Default {
+                    return Err(Error::Usage(
+                        "--layout rewrites the generated world's users table; --data is scored as it is".into(),
+                    ));
                 }
                 let precisions = if precision.is_empty() {
                     let mut all = vec![Precision::Fp32];
@@ -92,8 +107,17 @@ impl Command {
                 for p in &precisions {
                     p.check().map_err(|e| Error::Usage(e.to_string()))?;
                 }
-                let options =
-                    ScoreBenchOptions { users, campaigns, naive_users, data, model, precisions, one_partition };
+                let options = ScoreBenchOptions {
+                    users,
+                    campaigns,
+                    naive_users,
+                    data,
+                    model,
+                    precisions,
+                    one_partition,
+                    layout,
+                    slack,
+                };
                 audience::bench::score::run(&options).await?;
             }
         }

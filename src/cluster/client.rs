@@ -15,7 +15,7 @@ use super::{partial, session};
 use crate::contract::Table;
 use crate::model::Model;
 use crate::scoring::scorer::PartitionResult;
-use crate::scoring::{ModelParts, ScoreError, ScoreOptions, Scored, USER_COLUMNS, cores, merge, prepare};
+use crate::scoring::{ModelParts, ScoreError, ScoreOptions, Scored, USER_COLUMNS, cores, merge, prepare, split_users};
 use crate::storage::{Location, StorageOptions};
 
 /// Where and how to score on the cluster.
@@ -41,7 +41,7 @@ pub async fn score(
 ) -> Result<Scored, ScoreError> {
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
-    let (_, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
+    let (local, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
     // No job for the cluster when there is nothing to score.
     if prepared.campaigns.is_empty() {
         tracing::info!(date = %options.date, "no active campaign: nothing to score");
@@ -49,6 +49,7 @@ pub async fn score(
     }
     let partitions = if options.partitions == 0 { cores() } else { options.partitions };
     let date = options.date.format("%Y-%m-%d").to_string();
+    let split = split_users(&local, partitions).await.map_err(query)?;
     let spec = ScoreSpec {
         job: format!("{date}-{:016x}", rand::random::<u64>()),
         inputs_root: root.url().to_string(),
@@ -61,6 +62,7 @@ pub async fn score(
         precision: options.precision,
         storage: cluster.storage.clone(),
         campaign_ids: prepared.campaigns.iter().map(|c| c.campaign_id.clone()).collect(),
+        split,
     };
     let state = session::client(partitions, options.batch_rows, &format!("audience score {date}")).map_err(query)?;
     let ctx = SessionContext::remote_with_state(cluster.scheduler, state).await.map_err(query)?;

@@ -129,7 +129,7 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         };
         let spec = ScoreSpec::from_json(spec_of(spec)?)
             .map_err(|e| DataFusionError::Internal(format!("{NAME}: bad spec: {e}")))?;
-        Ok(Arc::new(ScoreExec::new(Arc::clone(input), spec)))
+        Ok(Arc::new(ScoreExec::try_new(Arc::clone(input), spec)?))
     }
 
     fn try_encode(

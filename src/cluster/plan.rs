@@ -123,7 +123,10 @@ pub struct ScoreExec {
 }
 
 impl ScoreExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, spec: ScoreSpec) -> ScoreExec {
+    /// Scores `input` (the users scan) read as `spec.split` says: one task
+    /// per row range of the users table.
+    pub fn try_new(input: Arc<dyn ExecutionPlan>, spec: ScoreSpec) -> Result<ScoreExec> {
+        let input = spec.split.apply(input)?;
         let partitions = input.properties().output_partitioning().partition_count();
         let properties = PlanProperties::new(
             EquivalenceProperties::new(partial::schema()),
@@ -131,7 +134,7 @@ impl ScoreExec {
             EmissionType::Final,
             Boundedness::Bounded,
         );
-        ScoreExec { input, spec, properties: Arc::new(properties) }
+        Ok(ScoreExec { input, spec, properties: Arc::new(properties) })
     }
 
     pub fn spec(&self) -> &ScoreSpec {
@@ -166,6 +169,12 @@ impl ExecutionPlan for ScoreExec {
         vec![&self.input]
     }
 
+    /// Its input's partitions are the split's row ranges: no optimizer may
+    /// repartition them.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -177,7 +186,7 @@ impl ExecutionPlan for ScoreExec {
         if children.len() != 1 {
             return Err(DataFusionError::Internal(format!("ScoreExec takes one child, got {}", children.len())));
         }
-        Ok(Arc::new(ScoreExec::new(children.swap_remove(0), self.spec.clone())))
+        Ok(Arc::new(ScoreExec::try_new(children.swap_remove(0), self.spec.clone())?))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
@@ -201,7 +210,7 @@ impl ExecutionPlan for ScoreExec {
             }
             let mut scorer = PartitionScorer::new(prepared, false).map_err(external)?;
             while let Some(batch) = users.next().await {
-                scorer.push(&batch?).map_err(external)?;
+                scorer.push(&batch?).await.map_err(external)?;
             }
             let result = scorer.finish();
             if result.users > 0 {
@@ -236,6 +245,6 @@ impl ExtensionPlanner for ScorePlanner {
         let [input] = physical_inputs else {
             return Err(DataFusionError::Internal(format!("{NAME} takes one input, got {}", physical_inputs.len())));
         };
-        Ok(Some(Arc::new(ScoreExec::new(Arc::clone(input), spec))))
+        Ok(Some(Arc::new(ScoreExec::try_new(Arc::clone(input), spec)?)))
     }
 }

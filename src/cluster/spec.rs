@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::fused::Precision;
 use crate::scoring::ScoreOptions;
+use crate::scoring::split::RowSplit;
 use crate::storage::StorageOptions;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct ScoreSpec {
     pub storage: StorageOptions,
     /// Active campaign ids, in the client's order.
     pub campaign_ids: Vec<String>,
+    /// The users each task scores: equal row ranges of the users table,
+    /// planned by the client from the files' footers.
+    pub split: RowSplit,
 }
 
 impl ScoreSpec {

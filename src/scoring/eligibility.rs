@@ -6,11 +6,10 @@
 //! into bitsets over the active campaigns so a user costs a few hash lookups:
 //! the campaign's targeting lists (countries, age buckets, platforms,
 //! languages; an empty or missing list means everyone), no ads for premium or
-//! `ads_opt_out` users, and no campaign for a user who already follows its
-//! podcast (the follows of the active campaigns' podcasts come from a second
-//! DataFusion plan).
+//! `ads_opt_out` users. No campaign for a user who already follows its
+//! podcast is the last pair rule; [`super::follows`] reads those per batch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -183,23 +182,6 @@ fn parse_campaigns(batch: &RecordBatch, date: NaiveDate) -> Result<Vec<Option<Ac
         .collect())
 }
 
-/// (user_id, podcast_id) follows of the podcasts in `podcasts`.
-pub async fn follows_of(ctx: &SessionContext, podcasts: &[i64]) -> Result<HashSet<(i64, i64)>, DataFusionError> {
-    if podcasts.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let list: Vec<String> = podcasts.iter().map(i64::to_string).collect();
-    let sql = format!("SELECT user_id, podcast_id FROM follows WHERE podcast_id IN ({})", list.join(","));
-    let mut out = HashSet::new();
-    for batch in ctx.sql(&sql).await?.collect().await? {
-        let users = cast(batch.column(0), &DataType::Int64)?;
-        let podcasts = cast(batch.column(1), &DataType::Int64)?;
-        let (users, podcasts) = (users.as_primitive::<Int64Type>(), podcasts.as_primitive::<Int64Type>());
-        out.extend(users.values().iter().copied().zip(podcasts.values().iter().copied()));
-    }
-    Ok(out)
-}
-
 /// A set of campaigns, one bit each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignSet(Vec<u64>);
@@ -213,7 +195,7 @@ impl CampaignSet {
         self.0[campaign / 64] |= 1 << (campaign % 64);
     }
 
-    fn remove(&mut self, campaign: usize) {
+    pub fn remove(&mut self, campaign: usize) {
         self.0[campaign / 64] &= !(1 << (campaign % 64));
     }
 
@@ -283,24 +265,16 @@ pub struct UserFacts<'a> {
 pub struct Eligibility {
     dimensions: [Dimension; 4],
     promotions: CampaignSet,
-    /// Per user, the active campaigns whose podcast they follow.
-    followed: HashMap<i64, Vec<usize>>,
 }
 
 impl Eligibility {
-    pub fn new(campaigns: &[ActiveCampaign], follows: &HashSet<(i64, i64)>) -> Eligibility {
+    /// The targeting and channel rules; the follow exclusions are read per
+    /// batch ([`super::follows`]).
+    pub fn new(campaigns: &[ActiveCampaign]) -> Eligibility {
         let mut promotions = CampaignSet::empty(campaigns.len());
-        let mut by_podcast: HashMap<i64, Vec<usize>> = HashMap::new();
         for (i, campaign) in campaigns.iter().enumerate() {
             if campaign.channel == Channel::Promotion {
                 promotions.insert(i);
-            }
-            by_podcast.entry(campaign.podcast_id).or_default().push(i);
-        }
-        let mut followed: HashMap<i64, Vec<usize>> = HashMap::new();
-        for (user, podcast) in follows {
-            if let Some(list) = by_podcast.get(podcast) {
-                followed.entry(*user).or_default().extend(list);
             }
         }
         Eligibility {
@@ -311,11 +285,11 @@ impl Eligibility {
                 Dimension::new(campaigns, |c| &c.targeting.languages),
             ],
             promotions,
-            followed,
         }
     }
 
-    /// The campaigns `user` may be scored for.
+    /// The campaigns `user` may be scored for by targeting and channel (the
+    /// caller removes the campaigns of podcasts the user follows).
     pub fn campaigns_for(&self, user: &UserFacts) -> CampaignSet {
         let mut set = self.dimensions[0].allowed(user.country);
         set.intersect(&self.dimensions[1].allowed(user.age_bucket));
@@ -324,18 +298,16 @@ impl Eligibility {
         if user.is_premium || user.ads_opt_out {
             set.intersect(&self.promotions);
         }
-        if let Some(followed) = self.followed.get(&user.user_id) {
-            followed.iter().for_each(|&c| set.remove(c));
-        }
         set
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn campaign(id: &str, channel: Channel, podcast_id: i64, targeting: Targeting) -> ActiveCampaign {
+    /// A campaign with a budget and no other rule, for tests.
+    pub(crate) fn campaign(id: &str, channel: Channel, podcast_id: i64, targeting: Targeting) -> ActiveCampaign {
         ActiveCampaign {
             campaign_id: id.into(),
             channel,
@@ -382,7 +354,7 @@ mod tests {
             campaign("web", Channel::Promotion, 1, only(|t| t.platforms = vec!["web".into()])),
             campaign("es", Channel::Promotion, 1, only(|t| t.languages = vec!["es".into()])),
         ];
-        let rules = Eligibility::new(&campaigns, &HashSet::new());
+        let rules = Eligibility::new(&campaigns);
         assert_eq!(ids(&rules.campaigns_for(&user(1))), vec![0, 2]);
         let spanish_web = UserFacts { language: "es", platform: "web", ..user(1) };
         assert_eq!(ids(&rules.campaigns_for(&spanish_web)), vec![0, 2, 4, 5]);
@@ -394,7 +366,7 @@ mod tests {
             campaign("ad", Channel::Ad, 1, Targeting::default()),
             campaign("promo", Channel::Promotion, 1, Targeting::default()),
         ];
-        let rules = Eligibility::new(&campaigns, &HashSet::new());
+        let rules = Eligibility::new(&campaigns);
         assert_eq!(ids(&rules.campaigns_for(&user(1))), vec![0, 1]);
         assert_eq!(ids(&rules.campaigns_for(&UserFacts { is_premium: true, ..user(1) })), vec![1]);
     }
@@ -405,22 +377,8 @@ mod tests {
             campaign("ad", Channel::Ad, 1, Targeting::default()),
             campaign("promo", Channel::Promotion, 1, Targeting::default()),
         ];
-        let rules = Eligibility::new(&campaigns, &HashSet::new());
+        let rules = Eligibility::new(&campaigns);
         assert_eq!(ids(&rules.campaigns_for(&UserFacts { ads_opt_out: true, ..user(1) })), vec![1]);
-    }
-
-    #[test]
-    fn followers_are_not_targeted_for_the_podcast_they_follow() {
-        let campaigns = vec![
-            campaign("a", Channel::Promotion, 10, Targeting::default()),
-            campaign("b", Channel::Ad, 10, Targeting::default()),
-            campaign("c", Channel::Promotion, 20, Targeting::default()),
-        ];
-        let follows = HashSet::from([(1, 10), (2, 20), (3, 99)]);
-        let rules = Eligibility::new(&campaigns, &follows);
-        assert_eq!(ids(&rules.campaigns_for(&user(1))), vec![2]);
-        assert_eq!(ids(&rules.campaigns_for(&user(2))), vec![0, 1]);
-        assert_eq!(ids(&rules.campaigns_for(&user(3))), vec![0, 1, 2]);
     }
 
     #[test]

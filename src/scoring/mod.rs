@@ -7,9 +7,11 @@
 //! the five task probabilities of the audiences' members.
 
 pub mod eligibility;
+pub mod follows;
 pub mod members;
 pub mod pool;
 pub mod scorer;
+pub mod split;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +32,8 @@ use crate::model::fused::Precision;
 use crate::model::{Model, ModelError};
 use crate::progress::Progress;
 use crate::storage::Location;
-use eligibility::{ActiveCampaign, Eligibility, active_campaigns, follows_of};
+use eligibility::{ActiveCampaign, Eligibility, active_campaigns};
+use follows::{FollowsError, FollowsIndex};
 use pool::{Candidate, Pool};
 pub use scorer::ModelParts;
 use scorer::{PartitionResult, PartitionScorer, Prepared, ScoreBatchError};
@@ -83,6 +86,8 @@ pub enum ScoreError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Precision(#[from] crate::model::fused::PrecisionError),
+    #[error(transparent)]
+    Follows(#[from] FollowsError),
     #[error(
         "audience member {user_id} of campaign {campaign} is not in the users table any more (did the inputs change during the run?)"
     )]
@@ -105,6 +110,7 @@ impl ScoreError {
             ScoreError::Batch(e) => e.exit_code(),
             ScoreError::Task(_) => ExitCode::Internal,
             ScoreError::Timeout { .. } => ExitCode::Transient,
+            ScoreError::Follows(e) => e.exit_code(),
             ScoreError::Query { source, .. } => crate::exit_code::of_query(source),
         }
     }
@@ -127,6 +133,51 @@ pub struct Scored {
     /// the merged ones.
     pub pool_bytes: u64,
     pub seconds: f64,
+    /// How busy each partition's scorer was (local engine only).
+    pub utilisation: Option<Utilisation>,
+    /// The Rust heap scoring used (local engine, where the binary counts it).
+    pub heap: Option<HeapUse>,
+}
+
+/// Rust heap bytes scoring added, by step ([`crate::measure::CountingAllocator`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeapUse {
+    /// Held after preparing: campaigns, their features, the pair rules, the
+    /// follows table's row-group index.
+    pub prepared: u64,
+    /// The most held while preparing (the follows query's batches included).
+    pub prepare_peak: u64,
+    /// The most held during the scan above the prepared heap: the pools,
+    /// the user batches and Parquet reader buffers, the scorers' tiles, the
+    /// follow exclusions of the batches.
+    pub scan_peak: u64,
+    /// Follow exclusions held at once, summed over the partitions' peaks.
+    pub follows_peak: u64,
+    /// Row groups of the follows table read, over all partitions.
+    pub follows_reads: u64,
+}
+
+/// Per partition, the seconds its task ran on a thread (reading and
+/// decoding its users, preparing its scorer, scoring; not waiting) and the
+/// seconds of those spent scoring; the wall seconds from the scan's start
+/// to the last partition's end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utilisation {
+    pub busy: Vec<f64>,
+    pub scoring: Vec<f64>,
+    pub wall: f64,
+}
+
+impl Utilisation {
+    /// Each partition's busy time over the wall time.
+    pub fn busy_shares(&self) -> Vec<f64> {
+        self.busy.iter().map(|b| if self.wall > 0.0 { b / self.wall } else { 0.0 }).collect()
+    }
+
+    /// Each partition's scoring time over the wall time.
+    pub fn scoring_shares(&self) -> Vec<f64> {
+        self.scoring.iter().map(|b| if self.wall > 0.0 { b / self.wall } else { 0.0 }).collect()
+    }
 }
 
 impl Scored {
@@ -218,14 +269,14 @@ pub async fn prepare(
         campaign_rows.genre.extend(rows.genre);
         campaign_rows.language.extend(rows.language);
     }
-    let podcasts: Vec<i64> = campaigns.iter().map(|c| c.podcast_id).collect();
-    let follows = follows_of(&ctx, &podcasts).await.map_err(query)?;
+    let follows = FollowsIndex::new(root, &campaigns).await?;
     let capacities: Vec<usize> = campaigns
         .iter()
         .map(|c| ((c.affordable_users() as f64 * options.slack).ceil()).min(usize::MAX as f64) as usize)
         .collect();
     let prepared = Arc::new(Prepared {
-        eligibility: Eligibility::new(&campaigns, &follows),
+        eligibility: Eligibility::new(&campaigns),
+        follows,
         campaigns,
         campaign_rows,
         model: model.clone(),
@@ -234,7 +285,12 @@ pub async fn prepare(
         hour: options.hour,
         precision: options.precision,
     });
-    tracing::info!(campaigns = prepared.campaigns.len(), follows_excluded = follows.len(), partitions, "scoring");
+    tracing::info!(
+        campaigns = prepared.campaigns.len(),
+        follows_row_groups = prepared.follows.row_groups(),
+        partitions,
+        "scoring"
+    );
     Ok((ctx, prepared))
 }
 
@@ -242,7 +298,11 @@ pub async fn prepare(
 pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Result<Scored, ScoreError> {
     let started = Instant::now();
     let query = |source| ScoreError::Query { url: root.url().to_string(), source };
+    let heap_start = crate::measure::heap_bytes();
+    crate::measure::reset_heap_peak();
     let (ctx, prepared) = prepare(root, &ModelParts::of(model)?, options).await?;
+    let (heap_prepared, heap_prepare_peak) = (crate::measure::heap_bytes(), crate::measure::heap_peak_bytes());
+    crate::measure::reset_heap_peak();
     let partitions = ctx.state().config().target_partitions();
     let total_users = count_rows(&ctx, "users").await.map_err(query)?;
     let mut users = ctx.table("users").await.map_err(query)?.select(USER_COLUMNS.map(col).to_vec()).map_err(query)?;
@@ -250,36 +310,66 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
         users = users.limit(0, Some(limit)).map_err(query)?;
     }
     let total_users = options.user_limit.map_or(total_users, |limit| total_users.min(limit as u64));
-    // Split the scan into `partitions` byte ranges even for one file (as the
-    // cluster engine's planner does): partitions are the parallelism.
-    let plan = users.create_physical_plan().await.map_err(query)?;
-    let plan = plan.repartitioned(partitions, ctx.state().config_options()).map_err(query)?.unwrap_or(plan);
+    // Split the scan into `partitions` equal row ranges, whatever the files
+    // and row groups (as the cluster engine does): partitions are the parallelism.
+    let split = split_users(&ctx, partitions).await.map_err(query)?;
+    let plan = split.apply(users.create_physical_plan().await.map_err(query)?).map_err(query)?;
     let streams = execute_stream_partitioned(plan, ctx.task_ctx()).map_err(query)?;
     let progress = Arc::new(std::sync::Mutex::new(Progress::new("scoring users", total_users)));
+    let scan_started = Instant::now();
     let mut tasks = Vec::new();
     for mut stream in streams {
         let prepared = Arc::clone(&prepared);
         let progress = Arc::clone(&progress);
         let url = root.url().to_string();
         let eligibility_only = options.eligibility_only;
-        tasks.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(crate::measure::timed(async move {
             let mut scorer = PartitionScorer::new(prepared, eligibility_only)?;
+            let mut scoring = std::time::Duration::ZERO;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|source| ScoreError::Query { url: url.clone(), source })?;
-                scorer.push(&batch)?;
+                let pushed = Instant::now();
+                scorer.push(&batch).await?;
+                scoring += pushed.elapsed();
                 progress.lock().expect("progress lock").inc(batch.num_rows() as u64);
             }
-            Ok::<_, ScoreError>(scorer.finish())
-        }));
+            let finished = Instant::now();
+            let follows = scorer.follows_read();
+            let result = scorer.finish();
+            Ok::<_, ScoreError>((result, (scoring + finished.elapsed()).as_secs_f64(), follows))
+        })));
     }
     let mut results = Vec::with_capacity(tasks.len());
+    let (mut busy, mut scoring) = (Vec::with_capacity(tasks.len()), Vec::with_capacity(tasks.len()));
+    let (mut follows_peak, mut follows_reads) = (0, 0);
     for task in tasks {
-        results.push(task.await??);
+        let (outcome, polled) = task.await?;
+        let (result, seconds, (peak, reads)) = outcome?;
+        results.push(result);
+        busy.push(polled.as_secs_f64());
+        scoring.push(seconds);
+        follows_peak += peak;
+        follows_reads += reads;
     }
+    let scan_seconds = scan_started.elapsed().as_secs_f64();
+    let heap_scan_peak = crate::measure::heap_peak_bytes();
     if let Ok(progress) = Arc::try_unwrap(progress) {
         progress.into_inner().expect("progress lock").finish();
     }
-    Ok(merge(prepared, results, started))
+    let mut scored = merge(prepared, results, started);
+    scored.utilisation = Some(Utilisation { busy, scoring, wall: scan_seconds });
+    if let (Some(start), Some(prepared), Some(prepare_peak), Some(scan_peak)) =
+        (heap_start, heap_prepared, heap_prepare_peak, heap_scan_peak)
+    {
+        scored.heap = Some(HeapUse {
+            prepared: prepared.saturating_sub(start),
+            prepare_peak: prepare_peak.saturating_sub(start),
+            scan_peak: scan_peak.saturating_sub(prepared),
+            follows_peak,
+            follows_reads,
+        });
+    }
+    Ok(scored)
 }
 
 /// One candidate table from the partitions' pools and counts (any split of
@@ -309,7 +399,15 @@ pub fn merge(prepared: Arc<Prepared>, results: Vec<PartitionResult>, started: In
         campaign_rows: prepared.campaign_rows.clone(),
         users: scored_users,
         seconds: started.elapsed().as_secs_f64(),
+        utilisation: None,
+        heap: None,
     }
+}
+
+/// The users table of `ctx` split into `partitions` equal row ranges.
+pub async fn split_users(ctx: &SessionContext, partitions: usize) -> Result<split::RowSplit, DataFusionError> {
+    let scan = ctx.table("users").await?.create_physical_plan().await?;
+    split::RowSplit::plan(&scan, partitions, &ctx.task_ctx()).await
 }
 
 async fn count_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> Result<u64, DataFusionError> {

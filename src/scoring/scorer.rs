@@ -18,6 +18,7 @@ use arrow::datatypes::DataType;
 use tch::Tensor;
 
 use super::eligibility::{ActiveCampaign, Eligibility, UserFacts};
+use super::follows::{FollowCache, FollowsError, FollowsIndex};
 use super::pool::{Candidate, Pool};
 use crate::contract::TASKS;
 use crate::exit_code::ExitCode;
@@ -55,6 +56,8 @@ pub struct Prepared {
     pub campaigns: Vec<ActiveCampaign>,
     pub campaign_rows: CampaignRows,
     pub eligibility: Eligibility,
+    /// Where the follow exclusions are read from, per batch.
+    pub follows: FollowsIndex,
     pub model: ModelParts,
     /// Pool size per campaign.
     pub capacities: Vec<usize>,
@@ -169,6 +172,7 @@ pub struct PartitionScorer {
     tiles: Vec<Tile>,
     campaign_seeds: Vec<u64>,
     user_parts: Vec<f32>,
+    follows: FollowCache,
     result: PartitionResult,
     eligibility_only: bool,
 }
@@ -183,6 +187,8 @@ pub enum ScoreBatchError {
     Precision(#[from] PrecisionError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Follows(#[from] FollowsError),
 }
 
 impl ScoreBatchError {
@@ -191,6 +197,7 @@ impl ScoreBatchError {
             ScoreBatchError::Feature(_) | ScoreBatchError::Precision(_) => ExitCode::Invalid,
             ScoreBatchError::Model(e) => e.exit_code(),
             ScoreBatchError::Torch(_) => ExitCode::Internal,
+            ScoreBatchError::Follows(e) => e.exit_code(),
         }
     }
 }
@@ -222,6 +229,7 @@ impl PartitionScorer {
             kernel,
             terms,
             user_parts: Vec::new(),
+            follows: FollowCache::default(),
             eligibility_only,
             prepared,
             _model: model,
@@ -230,26 +238,23 @@ impl PartitionScorer {
     }
 
     /// Scores a batch of users (the users table's columns).
-    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), ScoreBatchError> {
+    pub async fn push(&mut self, batch: &RecordBatch) -> Result<(), ScoreBatchError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let prepared = Arc::clone(&self.prepared);
         let users = encode_users(&prepared.model.spec, "users", batch)?;
         self.result.users += batch.num_rows() as u64;
+        cover(&prepared, &mut self.follows, &users.user_id).await?;
         if self.eligibility_only {
             let eligible = &mut self.result.eligible;
-            return Ok(for_each_eligible(&prepared, batch, &users, |_, c| eligible[c] += 1)?);
+            return Ok(for_each_eligible(&prepared, &self.follows, batch, &users, |_, c| eligible[c] += 1)?);
         }
         tch::set_num_threads(SCORING_THREADS);
-        let n = users.rows.n as i64;
-        let cat = Tensor::from_slice(&users.rows.cat).view([n, -1]);
-        let dense = Tensor::from_slice(&users.rows.dense).view([n, -1]);
-        let parts = tch::no_grad(|| self.factorised.user_part(&cat, &dense)).contiguous();
         let width = self.terms.width;
-        self.user_parts.resize(users.rows.n * width, 0.0);
-        parts.f_copy_data(&mut self.user_parts, users.rows.n * width)?;
-        for_each_eligible(&prepared, batch, &users, |row, c| {
+        self.user_parts = user_parts(&self.factorised, &users.rows, width)?;
+        let follows = std::mem::take(&mut self.follows);
+        let scored = for_each_eligible(&prepared, &follows, batch, &users, |row, c| {
             self.result.eligible[c] += 1;
             let head = self.heads[c];
             let genre = prepared.campaign_rows.genre[c];
@@ -265,8 +270,9 @@ impl PartitionScorer {
             if self.tiles[head].is_full() {
                 self.run_tile(head);
             }
-        })?;
-        Ok(())
+        });
+        self.follows = follows;
+        Ok(scored?)
     }
 
     /// Runs the tile of `head`: every pair's probability into its campaign's
@@ -293,6 +299,11 @@ impl PartitionScorer {
         });
     }
 
+    /// The most follow exclusions held at once, and the follows row groups read.
+    pub fn follows_read(&self) -> (u64, u64) {
+        (self.follows.peak, self.follows.reads)
+    }
+
     pub fn finish(mut self) -> PartitionResult {
         for head in 0..self.tiles.len() {
             self.run_tile(head);
@@ -301,10 +312,51 @@ impl PartitionScorer {
     }
 }
 
+/// Users whose first-layer part one GEMM computes. A fixed shape, padded
+/// with zeros, so that a user's part does not depend on how many users its
+/// batch holds (a table of one-user files gives batches of one, which
+/// libtorch computes with another kernel and other rounding).
+const USER_BLOCK: usize = 256;
+
+/// The first-layer part of every user of `rows`, `width` values each.
+fn user_parts(
+    factorised: &Factorised,
+    rows: &crate::model::features::Rows,
+    width: usize,
+) -> Result<Vec<f32>, tch::TchError> {
+    let n = rows.n;
+    let (cat_width, dense_width) = (rows.cat.len() / n.max(1), rows.dense.len() / n.max(1));
+    let mut out = vec![0.0; n * width];
+    let mut block = vec![0.0; USER_BLOCK * width];
+    for start in (0..n).step_by(USER_BLOCK) {
+        let m = (n - start).min(USER_BLOCK);
+        let mut cat = vec![0i64; USER_BLOCK * cat_width];
+        cat[..m * cat_width].copy_from_slice(&rows.cat[start * cat_width..(start + m) * cat_width]);
+        let mut dense = vec![0f32; USER_BLOCK * dense_width];
+        dense[..m * dense_width].copy_from_slice(&rows.dense[start * dense_width..(start + m) * dense_width]);
+        let cat = Tensor::from_slice(&cat).view([USER_BLOCK as i64, cat_width as i64]);
+        let dense = Tensor::from_slice(&dense).view([USER_BLOCK as i64, dense_width as i64]);
+        let parts = tch::no_grad(|| factorised.user_part(&cat, &dense)).contiguous();
+        parts.f_copy_data(&mut block, USER_BLOCK * width)?;
+        out[start * width..(start + m) * width].copy_from_slice(&block[..m * width]);
+    }
+    Ok(out)
+}
+
+/// Makes `follows` hold the exclusions of the users `user_ids`.
+pub async fn cover(prepared: &Prepared, follows: &mut FollowCache, user_ids: &[i64]) -> Result<(), FollowsError> {
+    let (Some(&min), Some(&max)) = (user_ids.iter().min(), user_ids.iter().max()) else {
+        return Ok(());
+    };
+    follows.cover(&prepared.follows, min, max).await
+}
+
 /// Calls `pair(row, campaign)` for every eligible pair of a batch of users
-/// (the users table's columns), user by user.
+/// (the users table's columns), user by user; `follows` must cover the
+/// batch ([`cover`]).
 pub fn for_each_eligible(
     prepared: &Prepared,
+    follows: &FollowCache,
     batch: &RecordBatch,
     users: &UserRows,
     mut pair: impl FnMut(usize, usize),
@@ -328,7 +380,9 @@ pub fn for_each_eligible(
             is_premium: premium.value(row),
             ads_opt_out: opt_out.value(row),
         };
-        for c in prepared.eligibility.campaigns_for(&facts).iter() {
+        let mut campaigns = prepared.eligibility.campaigns_for(&facts);
+        follows.for_each(&prepared.follows, facts.user_id, |c| campaigns.remove(c));
+        for c in campaigns.iter() {
             pair(row, c);
         }
     }
@@ -340,15 +394,17 @@ pub fn for_each_eligible(
 pub type EligiblePairs = (Vec<Vec<i64>>, Vec<Vec<f32>>);
 
 /// The eligible pairs of a batch of users (the users table's columns).
-pub fn eligible_pairs(
+pub async fn eligible_pairs(
     prepared: &Prepared,
+    follows: &mut FollowCache,
     batch: &RecordBatch,
     users: &UserRows,
-) -> Result<EligiblePairs, FeatureError> {
+) -> Result<EligiblePairs, ScoreBatchError> {
+    cover(prepared, follows, &users.user_id).await?;
     let campaigns = prepared.campaigns.len();
     let mut rows: Vec<Vec<i64>> = vec![Vec::new(); campaigns];
     let mut pairs: Vec<Vec<f32>> = vec![Vec::new(); campaigns];
-    for_each_eligible(prepared, batch, users, |row, c| {
+    for_each_eligible(prepared, follows, batch, users, |row, c| {
         let genre = prepared.campaign_rows.genre[c];
         let same_language = users.language[row] == prepared.campaign_rows.language[c];
         rows[c].push(row as i64);

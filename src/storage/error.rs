@@ -90,7 +90,7 @@ fn is_permanent(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl StorageError {
-    pub(super) fn from_store(url: String, source: object_store::Error) -> Self {
+    pub(crate) fn from_store(url: String, source: object_store::Error) -> Self {
         match source {
             object_store::Error::NotFound { .. } => StorageError::NotFound { url },
             object_store::Error::AlreadyExists { .. } => StorageError::AlreadyExists { url },

@@ -347,9 +347,15 @@ impl Location {
     /// A streaming Parquet writer for the object at this location. Row groups are
     /// bounded so memory stays flat however many rows are written.
     pub fn parquet_writer(&self, schema: SchemaRef) -> Result<ParquetWriter> {
+        self.parquet_writer_with_row_groups(schema, ROW_GROUP_ROWS)
+    }
+
+    /// A streaming Parquet writer whose row groups hold up to `rows` rows
+    /// (benchmarks of other table layouts; memory grows with `rows`).
+    pub fn parquet_writer_with_row_groups(&self, schema: SchemaRef, rows: usize) -> Result<ParquetWriter> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_max_row_group_row_count(Some(rows))
             .build();
         let sink = BufWriter::new(self.store.clone(), self.prefix.clone());
         let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))

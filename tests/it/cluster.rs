@@ -340,7 +340,8 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
     let root = crate::helpers::location(&setup.world);
     let (model, manifest) = audience::model::artifact::load(&crate::helpers::location(&setup.model)).await.unwrap();
     let options = ScoreOptions { partitions: 2, ..ScoreOptions::new(learnable_config().run_date) };
-    let (_, prepared) = prepare(&root, &ModelParts::of(&model).unwrap(), &options).await.unwrap();
+    let (local, prepared) = prepare(&root, &ModelParts::of(&model).unwrap(), &options).await.unwrap();
+    let split = audience::scoring::split_users(&local, 2).await.unwrap();
     let spec = ScoreSpec {
         job: "registry-test".into(),
         inputs_root: root.url().to_string(),
@@ -353,6 +354,7 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
         precision: options.precision,
         storage: StorageOptions::default(),
         campaign_ids: prepared.campaigns.iter().map(|c| c.campaign_id.clone()).collect(),
+        split,
     };
 
     // The client's logical plan, as the job builds it.
@@ -404,6 +406,7 @@ async fn every_operator_of_the_job_resolves_on_the_scheduler_and_executor_side()
     let on_executor =
         physical_plan_from_bytes_with_extension_codec(&bytes, &executor, &PhysicalCodec::default()).unwrap();
     assert_eq!(displayable(on_executor.as_ref()).indent(false).to_string(), text);
+    assert_eq!(on_executor.properties().output_partitioning().partition_count(), 2, "one task per row range:\n{text}");
 
     // Running the decoded plan gives the local engine's candidate table.
     let batches = collect(on_executor, executor).await.unwrap();

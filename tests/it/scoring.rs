@@ -348,3 +348,103 @@ async fn scored_probabilities_equal_the_plain_forward_pass_and_bf16_stays_within
     assert!(worst < 0.02, "bf16 vs fp32: largest difference {worst}");
     assert!(mean < 2e-3, "bf16 vs fp32: mean difference {mean}");
 }
+
+/// The follows table rewritten in a fixed shuffled order, in files of 100 rows
+/// and row groups of 25: every row group spans most users.
+async fn shuffle_follows(root: &std::path::Path) {
+    let location = location(root);
+    let ctx = audience::tables::session(&location, &[Table::Follows], SessionConfig::new()).await.unwrap();
+    let batches = ctx.sql("SELECT user_id, podcast_id FROM follows").await.unwrap().collect().await.unwrap();
+    let mut rows: Vec<(i64, i64)> = Vec::new();
+    for batch in &batches {
+        let users = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        let podcasts = batch.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        rows.extend(users.values().iter().copied().zip(podcasts.values().iter().copied()));
+    }
+    assert!(rows.len() > 500, "{} follows", rows.len());
+    rows.sort_by_key(|&(user, podcast)| (user.wrapping_mul(7_919) + podcast) % 1_009);
+    let table = location.join("follows");
+    table.delete_all().await.unwrap();
+    let schema = Table::Follows.spec().schema();
+    for (f, chunk) in rows.chunks(100).enumerate() {
+        let file = table.join(&format!("shuffled-{f:03}.parquet"));
+        let mut writer = file.parquet_writer_with_row_groups(Arc::clone(&schema), 25).unwrap();
+        let users = arrow::array::Int64Array::from_iter_values(chunk.iter().map(|r| r.0));
+        let podcasts = arrow::array::Int64Array::from_iter_values(chunk.iter().map(|r| r.1));
+        let batch =
+            arrow::array::RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(users), Arc::new(podcasts)]).unwrap();
+        writer.write(&batch).await.unwrap();
+        writer.finish().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn any_layout_of_users_and_follows_gives_the_same_pools() {
+    use audience::bench::layout::{Layout, rewrite_users};
+    let model = random_model(3);
+    let options = ScoreOptions { slack: 0.05, partitions: 2, batch_rows: 50, ..ScoreOptions::new(run_date()) };
+    let (_dir, root) = small_world().await;
+    let reference = score(&location(&root), &model, &options).await.unwrap();
+    let users = small_config(7).users;
+    for layout in [Layout::OneRowGroup, Layout::ManyFiles] {
+        let (_dir, root) = small_world().await;
+        rewrite_users(&location(&root), users, layout).await.unwrap();
+        if layout == Layout::ManyFiles {
+            shuffle_follows(&root).await;
+        }
+        let scored = score(&location(&root), &model, &options).await.unwrap();
+        assert_eq!(scored.users, users, "{layout:?}");
+        assert_eq!(scored.eligible, reference.eligible, "{layout:?}");
+        assert_eq!(scored.p_sum, reference.p_sum, "{layout:?}");
+        assert_eq!(pools_by_campaign(&scored), pools_by_campaign(&reference), "{layout:?}");
+        // Both partitions scored: a split by rows, whatever the files.
+        let busy = &scored.utilisation.as_ref().unwrap().scoring;
+        assert!(busy.len() == 2 && busy.iter().all(|&s| s > 0.0), "{layout:?}: {busy:?}");
+    }
+}
+
+/// The user ids a plan reads, per output partition.
+async fn ids_per_partition(
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Vec<Vec<i64>> {
+    use futures::TryStreamExt;
+    let mut out = Vec::new();
+    for stream in datafusion::physical_plan::execute_stream_partitioned(plan, ctx.task_ctx()).unwrap() {
+        let batches: Vec<_> = stream.try_collect().await.unwrap();
+        let ids = batches.iter().flat_map(|b| {
+            let column = b.column_by_name("user_id").unwrap();
+            column.as_primitive::<arrow::datatypes::Int64Type>().values().to_vec()
+        });
+        out.push(ids.collect());
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_split_reads_equal_row_ranges_and_a_task_copy_reads_only_its_own() {
+    use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder};
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_plan::union::UnionExec;
+    let (_dir, root) = small_world().await;
+    let ctx =
+        audience::tables::session(&location(&root), &[Table::Users], SessionConfig::new().with_target_partitions(2))
+            .await
+            .unwrap();
+    let split = audience::scoring::split_users(&ctx, 2).await.unwrap();
+    let scan = ctx.table("users").await.unwrap().create_physical_plan().await.unwrap();
+    let plan = split.apply(scan).unwrap();
+    let (first, second): (Vec<i64>, Vec<i64>) = ((1..=300).collect(), (301..=600).collect());
+    assert_eq!(ids_per_partition(Arc::clone(&plan), &ctx).await, [first.clone(), second.clone()]);
+    // Applying again changes nothing.
+    assert_eq!(ids_per_partition(split.apply(Arc::clone(&plan)).unwrap(), &ctx).await, [first, second.clone()]);
+
+    // As Ballista's scheduler hands a task partition 1: the other scan has no file group.
+    let union = plan.downcast_ref::<UnionExec>().expect("a union of one scan per row range");
+    let mut inputs = union.inputs().clone();
+    let config = inputs[0].downcast_ref::<DataSourceExec>().unwrap().data_source().downcast_ref::<FileScanConfig>();
+    let empty = FileScanConfigBuilder::from(config.unwrap().clone()).with_file_groups(vec![]).build();
+    inputs[0] = DataSourceExec::from_data_source(empty);
+    let task = split.apply(UnionExec::try_new(inputs).unwrap()).unwrap();
+    assert_eq!(ids_per_partition(task, &ctx).await, [second]);
+}
