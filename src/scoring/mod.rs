@@ -145,7 +145,7 @@ pub struct HeapUse {
     /// Held after preparing: campaigns, their features, the pair rules, the
     /// follows table's row-group index.
     pub prepared: u64,
-    /// The most held while preparing (the follows query's batches included).
+    /// The most held while preparing (the follows files' footers included).
     pub prepare_peak: u64,
     /// The most held during the scan above the prepared heap: the pools,
     /// the user batches and Parquet reader buffers, the scorers' tiles, the
@@ -304,15 +304,16 @@ pub async fn score(root: &Location, model: &Model, options: &ScoreOptions) -> Re
     let (heap_prepared, heap_prepare_peak) = (crate::measure::heap_bytes(), crate::measure::heap_peak_bytes());
     crate::measure::reset_heap_peak();
     let partitions = ctx.state().config().target_partitions();
-    let total_users = count_rows(&ctx, "users").await.map_err(query)?;
     let mut users = ctx.table("users").await.map_err(query)?.select(USER_COLUMNS.map(col).to_vec()).map_err(query)?;
     if let Some(limit) = options.user_limit {
         users = users.limit(0, Some(limit)).map_err(query)?;
     }
-    let total_users = options.user_limit.map_or(total_users, |limit| total_users.min(limit as u64));
     // Split the scan into `partitions` equal row ranges, whatever the files
     // and row groups (as the cluster engine does): partitions are the parallelism.
     let split = split_users(&ctx, partitions).await.map_err(query)?;
+    // The footers the split read give the row count: no second pass over them.
+    let total_users: u64 = split.files.iter().map(|f| f.rows).sum();
+    let total_users = options.user_limit.map_or(total_users, |limit| total_users.min(limit as u64));
     let plan = split.apply(users.create_physical_plan().await.map_err(query)?).map_err(query)?;
     let streams = execute_stream_partitioned(plan, ctx.task_ctx()).map_err(query)?;
     let progress = Arc::new(std::sync::Mutex::new(Progress::new("scoring users", total_users)));
@@ -408,10 +409,4 @@ pub fn merge(prepared: Arc<Prepared>, results: Vec<PartitionResult>, started: In
 pub async fn split_users(ctx: &SessionContext, partitions: usize) -> Result<split::RowSplit, DataFusionError> {
     let scan = ctx.table("users").await?.create_physical_plan().await?;
     split::RowSplit::plan(&scan, partitions, &ctx.task_ctx()).await
-}
-
-async fn count_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> Result<u64, DataFusionError> {
-    let batches = ctx.sql(&format!("SELECT COUNT(*) FROM {table}")).await?.collect().await?;
-    let count = arrow::compute::cast(batches[0].column(0), &DataType::Int64)?;
-    Ok(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&count).value(0) as u64)
 }
