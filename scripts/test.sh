@@ -30,20 +30,35 @@ source scripts/test-servers.sh
 start_test_servers
 
 # Every gate runs even when one before it failed, so one failure does not hide
-# another; the script fails if any did.
+# another; the script fails if any did. Each gate's seconds are printed at the
+# end (docs/build.md: what the two README commands cost on a fresh machine).
 failed=()
+times=()
+timed() { times+=("$1 ${SECONDS} s"); SECONDS=0; }
+timed "setup and test servers"
 # The house format (rustfmt.toml) and lints, warnings as errors.
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   echo "installing rustfmt and clippy (the format and lint gates)"
   rustup component add rustfmt clippy
 fi
 cargo fmt --check || failed+=("format (cargo fmt --check; cargo fmt fixes it)")
+timed "format"
 cargo clippy --locked --all-targets -- -D warnings || failed+=("lints (cargo clippy --all-targets -- -D warnings)")
-cargo test --locked --no-fail-fast "$@" || failed+=("cargo test")
+timed "lints"
+if cargo test --locked --no-run "$@"; then
+  timed "tests: build"
+  cargo test --locked --no-fail-fast "$@" || failed+=("cargo test")
+  timed "tests: run"
+else
+  failed+=("cargo test (the build)")
+  timed "tests: build"
+fi
 
 # The deployment definitions (k8s/, jobs/), validated offline; uses the binary
 # the tests just built for `airflow dags test`.
 bash scripts/validate-deploy.sh || failed+=("deployment checks (scripts/validate-deploy.sh)")
+timed "deployment checks"
+printf 'seconds by gate: %s\n' "$(IFS=,; echo "${times[*]}" | sed 's/,/, /g')"
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2

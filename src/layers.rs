@@ -28,8 +28,10 @@ const LAYERS: &[&[&str]] = &[
     &["job"],
     &["ab"],
     &["bench"],
-    // The binary's error over every layer; this file's own test.
+    // The top-level error over every layer; this file's own test.
     &["error", "layers"],
+    // The command line: flags, logging, the async runtime, exit codes.
+    &["cli"],
 ];
 
 /// External crates a module must not use, with the reason.

@@ -1,11 +1,12 @@
 //! audience: batch audience targeting for podcast ads and promotions.
 //!
-//! The library holds all the logic; the `audience` binary is a thin CLI over it.
+//! The library holds all the logic, the command line (`cli`) included; the
+//! `audience` binary only sets up its allocator and calls `cli::main`.
 //! Modules form layers, and each imports only from its own layer or lower ones:
 //! from the floor up, the utilities (`exit_code`, `hashing`, `measure`,
 //! `progress`, `failpoint`), `storage`, `contract`, `tables` and `report`,
 //! `world` and `allocate`, `model`, `scoring`, `choose`, `cluster`, `job`, `ab`,
-//! `bench`, and `error`, which gathers every layer's error for the binary. The
+//! `bench`, `error`, which gathers every layer's error, and `cli` on top. The
 //! order is written once, in `layers.rs`, whose test checks every import
 //! against it. The design: docs/design.md.
 
@@ -13,6 +14,7 @@ pub mod ab;
 pub mod allocate;
 pub mod bench;
 pub mod choose;
+pub mod cli;
 pub mod cluster;
 pub mod contract;
 pub mod error;

@@ -1,39 +1,14 @@
-//! The `audience` command line: parses flags (`cli`), sets up logging, runs the
-//! command on an async runtime, and turns its result into a documented exit
-//! code. Logs go to stderr; stdout carries only results an orchestrator may read.
-
-mod cli;
-
-use std::process::ExitCode as ProcessExit;
-
-use audience::ExitCode;
-use clap::Parser;
+//! The `audience` binary: the process's allocator settings, then the command
+//! line (`audience::cli::main`: flags, logging, the async runtime, exit codes).
+//! Nothing generic is instantiated here, so the binary compiles in seconds.
 
 /// Counts the Rust heap, so `bench score` can attribute its working set.
 #[global_allocator]
 static ALLOCATOR: audience::measure::CountingAllocator = audience::measure::CountingAllocator;
 
-fn main() -> ProcessExit {
+fn main() -> std::process::ExitCode {
     return_freed_memory();
-    let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            return report(&anyhow::Error::new(error).context("starting the async runtime"), ExitCode::Internal);
-        }
-    };
-    match runtime.block_on(cli::run(cli.command)) {
-        Ok(()) => ProcessExit::SUCCESS,
-        Err(error) => {
-            let code = error.exit_code();
-            report(&anyhow::Error::new(error), code)
-        }
-    }
+    audience::cli::main()
 }
 
 /// Makes the C allocator give back what is freed: allocations of 64 KiB or
@@ -48,10 +23,4 @@ fn return_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 0);
     }
-}
-
-/// Prints the error with its whole chain of causes and returns `code`.
-fn report(error: &anyhow::Error, code: ExitCode) -> ProcessExit {
-    eprintln!("error: {error:#}");
-    ProcessExit::from(code as u8)
 }

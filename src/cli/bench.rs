@@ -1,11 +1,11 @@
 //! `bench allocate` and `bench score`: benchmarks that print their figures.
 
-use audience::Error;
-use audience::allocate::{Solver, Valuation};
-use audience::bench::allocate::BenchOptions;
-use audience::bench::layout::Layout;
-use audience::bench::score::BenchOptions as ScoreBenchOptions;
-use audience::model::fused::{Precision, bf16_supported};
+use crate::Error;
+use crate::allocate::{Solver, Valuation};
+use crate::bench::allocate::BenchOptions;
+use crate::bench::layout::Layout;
+use crate::bench::score::BenchOptions as ScoreBenchOptions;
+use crate::model::fused::{Precision, bf16_supported};
 use clap::Subcommand;
 
 use super::distinct;
@@ -73,7 +73,7 @@ impl Command {
                     return Err(Error::Usage("--candidates and --campaigns must be at least 1".into()));
                 }
                 distinct("--solver", &solver)?;
-                audience::bench::allocate::run(&BenchOptions {
+                crate::bench::allocate::run(&BenchOptions {
                     candidates,
                     campaigns,
                     solvers: solver,
@@ -118,10 +118,10 @@ impl Command {
                     layout,
                     slack,
                 };
-                audience::bench::score::run(&options).await?;
+                crate::bench::score::run(&options).await?;
             }
         }
-        println!("{}", audience::measure::peak_rss_line());
+        println!("{}", crate::measure::peak_rss_line());
         Ok(())
     }
 }

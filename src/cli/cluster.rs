@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use audience::Error;
-use audience::cluster::process::{self, ExecutorOptions, SchedulerOptions};
-use audience::job::config::JobConfig;
-use audience::storage::StorageOptions;
+use crate::Error;
+use crate::cluster::process::{self, ExecutorOptions, SchedulerOptions};
+use crate::job::config::JobConfig;
+use crate::storage::StorageOptions;
 use clap::Subcommand;
 
 #[derive(Subcommand)]

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use audience::Error;
-use audience::contract::validate::validate_world;
-use audience::job::config::JobConfig;
-use audience::job::validate::validate_config;
-use audience::world::CampaignDraw;
-use audience::world::write::generate;
-use audience::world::{GENERATOR_VERSION, WorldConfig};
+use crate::Error;
+use crate::contract::validate::validate_world;
+use crate::job::config::JobConfig;
+use crate::job::validate::validate_config;
+use crate::world::CampaignDraw;
+use crate::world::write::generate;
+use crate::world::{GENERATOR_VERSION, WorldConfig};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use audience::Error;
-use audience::job::config::JobConfig;
-use audience::job::run::RunFlags;
-use audience::job::{demo, dry_run, report, run};
-use audience::model::train::TrainOptions;
+use crate::Error;
+use crate::job::config::JobConfig;
+use crate::job::run::RunFlags;
+use crate::job::{demo, dry_run, report, run};
+use crate::model::train::TrainOptions;
 use chrono::NaiveDate;
 use clap::Subcommand;
 

@@ -1,7 +1,10 @@
-//! The command line's flags (clap) and their dispatch to the library, one file
-//! per group of commands. Binary-only: the library never sees clap. Each
-//! command turns its raw flags into the library's options once, then calls it;
-//! results go to stdout, logs to stderr.
+//! The command line: its flags (clap) and their dispatch to the library, one
+//! file per group of commands, and `main`, which the `audience` binary calls:
+//! logging, the async runtime, and the documented exit code. Each command
+//! turns its raw flags into the library's options once, then calls it; results
+//! go to stdout, logs to stderr. It lives in the library, not in the binary,
+//! so that the runtime and every command's future are compiled once, here:
+//! in the binary they were compiled a second time (docs/build.md).
 
 mod bench;
 mod cluster;
@@ -11,8 +14,11 @@ mod model;
 #[cfg(test)]
 mod reference;
 
-use audience::Error;
+use std::process::ExitCode as ProcessExit;
+
 use clap::{Parser, Subcommand};
+
+use crate::{Error, ExitCode};
 
 #[derive(Parser)]
 #[command(name = "audience", version, about = "Batch audience targeting for podcast ads and promotions")]
@@ -38,6 +44,36 @@ pub enum Command {
     },
 }
 
+/// The `audience` command: parses the flags, sets up logging to stderr, runs
+/// the command on an async runtime, and returns its exit code.
+pub fn main() -> ProcessExit {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return report(&anyhow::Error::new(error).context("starting the async runtime"), ExitCode::Internal);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ProcessExit::SUCCESS,
+        Err(error) => {
+            let code = error.exit_code();
+            report(&anyhow::Error::new(error), code)
+        }
+    }
+}
+
+/// Prints the error with its whole chain of causes and returns `code`.
+fn report(error: &anyhow::Error, code: ExitCode) -> ProcessExit {
+    eprintln!("error: {error:#}");
+    ProcessExit::from(code as u8)
+}
+
 pub async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Data(command) => command.run().await,
@@ -49,15 +85,15 @@ pub async fn run(command: Command) -> Result<(), Error> {
 }
 
 /// An object store location from a flag.
-fn location(url: &str) -> Result<audience::storage::Location, Error> {
-    Ok(audience::storage::Location::parse(url)?)
+fn location(url: &str) -> Result<crate::storage::Location, Error> {
+    Ok(crate::storage::Location::parse(url)?)
 }
 
 /// A location a command writes to, from the flag `flag`: refused (exit 2)
 /// where it would overwrite a run's files outside the commit protocol.
-fn output(flag: &str, url: &str) -> Result<audience::storage::Location, Error> {
+fn output(flag: &str, url: &str) -> Result<crate::storage::Location, Error> {
     let location = location(url)?;
-    audience::job::layout::check_outside_runs(flag, &location, false).map_err(Error::Usage)?;
+    crate::job::layout::check_outside_runs(flag, &location, false).map_err(Error::Usage)?;
     Ok(location)
 }
 

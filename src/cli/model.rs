@@ -1,16 +1,16 @@
 //! `train`, `evaluate`, `finetune`, `experiment` and `info`: the model.
 
-use audience::Error;
-use audience::ab::grid::{GridOptions, GridResult, run_grid};
-use audience::contract::{Channel, Task};
-use audience::model::evaluate::Evaluation;
-use audience::model::fused::Precision;
-use audience::model::train::{FAIR_STEPS_PER_EPOCH, TrainOptions};
-use audience::model::workflow::{
+use crate::Error;
+use crate::ab::grid::{GridOptions, GridResult, run_grid};
+use crate::contract::{Channel, Task};
+use crate::model::evaluate::Evaluation;
+use crate::model::fused::Precision;
+use crate::model::train::{FAIR_STEPS_PER_EPOCH, TrainOptions};
+use crate::model::workflow::{
     Finetune, Source, evaluate_saved, evaluate_saved_in, finetune, load_split, train_and_save,
 };
-use audience::model::{experiment, probe_libtorch};
-use audience::world::WorldConfig;
+use crate::model::{experiment, probe_libtorch};
+use crate::world::WorldConfig;
 use clap::{Args, Subcommand};
 
 use super::{distinct, location, output, output_file};
@@ -197,8 +197,8 @@ impl Command {
                         .map_err(|source| Error::Write { path: path.display().to_string(), source })?;
                 }
                 if let Some((out, location)) = report {
-                    let html = audience::model::report::render(&manifest, data.url(), &evaluation, &diagnostics)
-                        .map_err(audience::job::report::ReportError::from)?;
+                    let html = crate::model::report::render(&manifest, data.url(), &evaluation, &diagnostics)
+                        .map_err(crate::job::report::ReportError::from)?;
                     location.write(html).await?;
                     eprintln!("model report written to {out}");
                 }
@@ -249,8 +249,8 @@ impl Experiment {
                 if let Some(path) = &json {
                     output_file("--json", path)?;
                 }
-                let options = audience::ab::AbOptions { seeds, world_seeds, training: training.fair_options()? };
-                let result = audience::ab::run(&location(&data)?, &options).await?;
+                let options = crate::ab::AbOptions { seeds, world_seeds, training: training.fair_options()? };
+                let result = crate::ab::run(&location(&data)?, &options).await?;
                 print!("{}", result.table());
                 if let Some(path) = json {
                     let text = serde_json::to_vec_pretty(&result.json()).expect("figures serialise");
@@ -280,7 +280,7 @@ impl Experiment {
                 let options = GridOptions { world, world_seeds, seeds, training: training.fair_options()? };
                 let root = output("--out", &out)?;
                 let result = run_grid(&root, &options).await?;
-                audience::ab::grid_page::write(&root, &result).await?;
+                crate::ab::grid_page::write(&root, &result).await?;
                 print!("{}", grid_summary(&result));
                 println!("{}", location(&out)?.join("grid.html"));
             }

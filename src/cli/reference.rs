@@ -1,6 +1,6 @@
 //! The CLI reference (docs/cli.md): every command's `--help` as clap prints
 //! it. A test fails when the checked-in page differs, and when a flag has no
-//! help line; `AUDIENCE_UPDATE_DOCS=1 cargo test --bin audience reference`
+//! help line; `AUDIENCE_UPDATE_DOCS=1 cargo test --lib reference`
 //! rewrites the page.
 
 /// The reference as Markdown: one section per command, its `--help`.
@@ -10,7 +10,7 @@ fn reference() -> String {
     let mut out = String::from(
         "# CLI reference\n\n\
          Every command's `--help`, generated from the flags' definitions by\n\
-         `AUDIENCE_UPDATE_DOCS=1 cargo test --bin audience reference`; a test fails when this page\n\
+         `AUDIENCE_UPDATE_DOCS=1 cargo test --lib reference`; a test fails when this page\n\
          differs from the code. Exit codes are in [operations.md](operations.md#exit-codes).\n",
     );
     walk(&cli, &mut Vec::new(), &mut out);
@@ -52,7 +52,7 @@ mod tests {
         let checked_in = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             checked_in == generated,
-            "docs/cli.md differs from the flags; regenerate it with AUDIENCE_UPDATE_DOCS=1 cargo test --bin audience reference"
+            "docs/cli.md differs from the flags; regenerate it with AUDIENCE_UPDATE_DOCS=1 cargo test --lib reference"
         );
     }
 
