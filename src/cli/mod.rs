@@ -74,7 +74,7 @@ fn report(error: &anyhow::Error, code: ExitCode) -> ProcessExit {
     ProcessExit::from(code as u8)
 }
 
-pub async fn run(command: Command) -> Result<(), Error> {
+async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Data(command) => command.run().await,
         Command::Job(command) => command.run().await,
